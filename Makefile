@@ -1,0 +1,38 @@
+# podwire — see README.md. `make run` and `make test` do all the set-up on a fresh machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PREFIX ?= /usr/local
+DESTDIR ?=
+CNI_BIN_DIR ?= /opt/cni/bin
+CNI_CONF_DIR ?= /etc/cni/net.d
+PYTEST_ARGS ?=
+
+.PHONY: setup run test test-unit install uninstall bench clean
+
+setup:
+	@VENV=$(VENV) packaging/setup.sh
+
+# Until the node daemons exist: install the plugins, then show two pods wired and pinging.
+run: setup install
+	$(PY) -m cni.demo --conf-dir $(DESTDIR)$(CNI_CONF_DIR) --bin-dir $(DESTDIR)$(CNI_BIN_DIR)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+install: setup
+	@DESTDIR=$(DESTDIR) PREFIX=$(PREFIX) CNI_BIN_DIR=$(CNI_BIN_DIR) CNI_CONF_DIR=$(CNI_CONF_DIR) \
+		packaging/install.sh install
+
+uninstall:
+	@DESTDIR=$(DESTDIR) PREFIX=$(PREFIX) CNI_BIN_DIR=$(CNI_BIN_DIR) CNI_CONF_DIR=$(CNI_CONF_DIR) \
+		packaging/install.sh uninstall
+
+bench: setup
+	@set -e; for b in tests/bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Idempotent node/developer set-up: Debian packages that are missing, the venv, the project.
+# Called by `make setup`; safe to run again (it only installs what is absent).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  iproute2 nftables iptables            # links, addresses, masquerading
+  containernetworking-plugins           # reference plugins for interop tests (/usr/lib/cni)
+  iputils-ping netcat-openbsd iperf3    # probes in tests and benchmarks
+  python3 python3-venv python3-pip      # the interpreter the venv is made from
+)
+VENV=${VENV:-.venv}
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Debian's python (not a pyenv one): bcc's python3-bpfcc lives in its dist-packages.
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV"
+  /usr/bin/python3 -m venv --system-site-packages "$VENV"
+fi
+stamp="$VENV/.podwire-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing podwire into $VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -e '.[test]'
+  touch "$stamp"
+fi
