@@ -1,0 +1,1 @@
+"""The `podwire` CNI plugin: bridge and routed modes (one module per verb)."""

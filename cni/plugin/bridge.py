@@ -1,0 +1,83 @@
+"""Bridge mode, host side: the shared bridge, its gateway addresses, the pod's port."""
+from __future__ import annotations
+
+import errno
+import ipaddress
+
+from .. import netlink
+from ..errors import CniError, Code, invalid_config
+from .config import NetConf
+from .sysctl import enable_forwarding
+
+
+def ensure_bridge(conf: NetConf) -> tuple[int, str]:
+    """Create the bridge if needed (shared by every pod, never undone); (index, mac)."""
+    with netlink.host() as ipr:
+        index = netlink.index_of(ipr, conf.bridge) or _create(ipr, conf)
+        info = netlink.link(ipr, index).get(("IFLA_LINKINFO", "IFLA_INFO_KIND"))
+        if info != "bridge":
+            raise invalid_config(f"{conf.bridge!r} already exists but is not a bridge", f"kind {info}")
+        if conf.vlan:
+            ipr.link("set", index=index, kind="bridge", br_vlan_filtering=1)
+        if conf.promisc_mode:
+            ipr.link("set", index=index, flags=0x100, change=0x100)  # IFF_PROMISC
+        ipr.link("set", index=index, state="up")
+        return index, netlink.link(ipr, index).get("IFLA_ADDRESS")
+
+
+def _create(ipr, conf: NetConf) -> int:
+    spec = {"ifname": conf.bridge, "kind": "bridge"}
+    if conf.mtu:
+        spec["mtu"] = conf.mtu
+    try:
+        ipr.link("add", **spec)
+    except netlink.NetlinkError as exc:
+        # Concurrent ADDs race to create the bridge: EEXIST means another won (plugins#366).
+        if exc.code != errno.EEXIST:
+            raise
+    index = netlink.index_of(ipr, conf.bridge)
+    # Pin the bridge's MAC: a random one is replaced by the lowest port MAC as pods join,
+    # which would make every pod's cached gateway neighbour stale.
+    ipr.link("set", index=index, address=netlink.link(ipr, index).get("IFLA_ADDRESS"))
+    return index
+
+
+def set_gateways(conf: NetConf, bridge_index: int, ips: list[dict]) -> None:
+    """isGateway: the IPAM gateway of each family on the bridge, forwarding on."""
+    families = set()
+    with netlink.host() as ipr:
+        current = netlink.addresses(ipr, bridge_index)
+        for ip in ips:
+            gateway = ip.get("gateway")
+            if not gateway:
+                continue
+            pod = ipaddress.ip_interface(ip["address"])
+            wanted = f"{gateway}/{pod.network.prefixlen}"
+            _ensure_gateway(ipr, conf, bridge_index, current, wanted)
+            families.add(pod.version)
+    enable_forwarding(4 in families, 6 in families)
+
+
+def _ensure_gateway(ipr, conf: NetConf, index: int, current: list[str], wanted: str) -> None:
+    want = ipaddress.ip_interface(wanted)
+    clashing = [c for c in current if ipaddress.ip_interface(c).network == want.network
+                and ipaddress.ip_interface(c) != want]
+    if clashing and not conf.force_address:
+        raise CniError(Code.INTERNAL, f"{conf.bridge!r} already has an IP address different from {wanted}",
+                       f"found {clashing}; set forceAddress to replace it")
+    for old in clashing:
+        old_if = ipaddress.ip_interface(old)
+        ipr.addr("del", index=index, address=str(old_if.ip), prefixlen=old_if.network.prefixlen)
+    if wanted not in current:
+        netlink.add_address(ipr, index, wanted, nodad=not conf.enable_dad, exist_ok=True)
+
+
+def attach_port(conf: NetConf, bridge_index: int, host_index: int) -> None:
+    with netlink.host() as ipr:
+        ipr.link("set", index=host_index, master=bridge_index)
+        if conf.hairpin_mode:
+            ipr.brport("set", index=host_index, mode=1)
+        if conf.vlan:
+            ipr.vlan_filter("add", index=host_index,
+                            vlan_info={"vid": conf.vlan, "flags": ["pvid", "untagged"]})
+            ipr.vlan_filter("del", index=host_index, vlan_info={"vid": 1})

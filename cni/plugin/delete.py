@@ -1,0 +1,38 @@
+"""DEL: remove an attachment; idempotent and best-effort.
+
+The spec (SPEC.md, DEL): "Plugins should generally complete a DEL action
+without error even if some resources are missing" and the runtime may call DEL
+with no netns at all (kubernetes#43014: the netns is often already gone).  So:
+a missing netns, link, rule or lease is success, every step runs even if an
+earlier one failed, and the IPAM lease is always released.
+"""
+from __future__ import annotations
+
+from .. import netlink
+from ..skel import CmdArgs
+from . import config, firewall, ipam, veth
+from .naming import attachment_key, host_veth_name
+
+
+def delete(args: CmdArgs) -> None:
+    conf = config.parse(args.config, args.args)
+    key = attachment_key(conf.name, args.container_id, args.ifname)
+    errors: list[Exception] = []
+    for step in (lambda: _remove_links(args), lambda: firewall.remove(conf.name, key),
+                 lambda: ipam.run("DEL", args)):
+        try:
+            step()
+        except Exception as exc:  # keep going: the lease must be released regardless
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+def _remove_links(args: CmdArgs) -> None:
+    if veth.delete_host_end(host_veth_name(args.container_id, args.ifname)):
+        return  # the pod end went with it
+    if netlink.netns_exists(args.netns):
+        # No host end (e.g. the host side was cleaned by hand): remove the pod end if it
+        # is still there, so a later ADD with the same ifname succeeds.
+        with netlink.netns(args.netns) as ns:
+            netlink.delete_link(ns, args.ifname)
