@@ -5,28 +5,19 @@ remove them, also when a test fails.
 """
 from __future__ import annotations
 
-import io
-import json
 import os
+import random
 import subprocess
 import sys
-import uuid
 
 import pytest
 
-REFERENCE_PLUGIN_DIR = "/usr/lib/cni"
+from cnitest import (REFERENCE_PLUGIN_DIR, Network, _ip, dispatch_in_process,  # noqa: F401
+                     host_snapshot, leases, run_plugin, unique)
+
 IS_ROOT = os.geteuid() == 0
 
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root")
-
-
-def unique(prefix: str, length: int = 15) -> str:
-    """A name no other test (or run) uses, short enough for an interface name."""
-    return (prefix + uuid.uuid4().hex)[:length]
-
-
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
 
 
 @pytest.fixture
@@ -74,37 +65,20 @@ def cni_bin(tmp_path_factory) -> str:
     return str(bin_dir)
 
 
-def run_plugin(bin_dir: str, plugin: str, command: str, config: dict | str, *,
-               container_id: str = "", netns: str = "", ifname: str = "eth0",
-               cni_args: str = "", extra_env: dict | None = None) -> tuple[int, dict | None]:
-    """Exec a plugin as a runtime would; (exit code, parsed stdout)."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": command,
-           "CNI_CONTAINERID": container_id, "CNI_NETNS": netns, "CNI_IFNAME": ifname,
-           "CNI_ARGS": cni_args, "CNI_PATH": bin_dir}
-    env = {k: v for k, v in env.items() if v}
-    env.update(extra_env or {})
-    stdin = config if isinstance(config, str) else json.dumps(config)
-    proc = subprocess.run([os.path.join(bin_dir, plugin)], input=stdin.encode(), env=env,
-                          capture_output=True, timeout=60)
-    out = proc.stdout.decode().strip()
-    return proc.returncode, (json.loads(out) if out else None)
 
+@pytest.fixture
+def network(cni_bin, bridge_name, tmp_path):
+    """A private network for one test; everything it made is removed afterwards."""
+    octet = random.randint(0, 255)
+    net = Network(name=unique("pwnet-", 20), bridge=bridge_name,
+                  subnet4=f"10.{random.randint(100, 250)}.{octet}.0/24",
+                  subnet6=f"fd{random.randint(16, 255):02x}:{octet:x}::/64",
+                  data_dir=str(tmp_path / "ipam"), bin_dir=cni_bin)
+    yield net
+    # Belt and braces: remove this network's host veths and firewall rules even if a
+    # test failed before its own DEL.
+    from cni.plugin import firewall
+    from cni.plugin.gc import _remove_stale_links
+    _remove_stale_links(net.name, set())
+    firewall.gc(net.name, set())
 
-def dispatch_in_process(verbs, command: str, config: dict | str, **env) -> tuple[int, dict | None]:
-    """Run a plugin's verbs through skel.dispatch with injected env/stdin/stdout."""
-    from cni import skel
-
-    full_env = {"CNI_COMMAND": command, **{k: v for k, v in env.items() if v}}
-    stdin = io.BytesIO((config if isinstance(config, str) else json.dumps(config)).encode())
-    stdout = io.StringIO()
-    code = skel.dispatch(verbs, full_env, stdin, stdout, stderr=io.StringIO())
-    text = stdout.getvalue().strip()
-    return code, (json.loads(text) if text else None)
-
-
-def host_snapshot() -> dict:
-    """What a test may not leave behind: host links and namespaces."""
-    links = _ip("-o", "link", "show").stdout
-    names = sorted(line.split(":")[1].strip().split("@")[0] for line in links.splitlines())
-    netns = sorted(line.split()[0] for line in _ip("netns", "list").stdout.splitlines() if line)
-    return {"links": names, "netns": netns}

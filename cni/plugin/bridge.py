@@ -18,11 +18,21 @@ def ensure_bridge(conf: NetConf) -> tuple[int, str]:
         if info != "bridge":
             raise invalid_config(f"{conf.bridge!r} already exists but is not a bridge", f"kind {info}")
         if conf.vlan:
-            ipr.link("set", index=index, kind="bridge", br_vlan_filtering=1)
+            _enable_vlan_filtering(ipr, conf, index)
         if conf.promisc_mode:
             ipr.link("set", index=index, flags=0x100, change=0x100)  # IFF_PROMISC
         ipr.link("set", index=index, state="up")
         return index, netlink.link(ipr, index).get("IFLA_ADDRESS")
+
+
+def _enable_vlan_filtering(ipr, conf: NetConf, index: int) -> None:
+    try:
+        ipr.link("set", index=index, kind="bridge", br_vlan_filtering=1)
+    except netlink.NetlinkError as exc:
+        if exc.code == errno.EOPNOTSUPP:
+            raise CniError(Code.INTERNAL, f"cannot use vlan {conf.vlan}: this kernel has no bridge "
+                           "VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING)") from None
+        raise
 
 
 def _create(ipr, conf: NetConf) -> int:
