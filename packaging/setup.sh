@@ -9,6 +9,9 @@ APT_PACKAGES=(
   containernetworking-plugins           # reference plugins for interop tests (/usr/lib/cni)
   iputils-ping netcat-openbsd iperf3    # probes in tests and benchmarks
   python3 python3-venv python3-pip      # the interpreter the venv is made from
+  runc                                  # the OCI runtime under podwire-cri
+  docker-registry skopeo umoci busybox-static  # a real local registry and test images for e2e tests
+  containerd                            # the baseline CRI runtime in benchmarks
 )
 VENV=${VENV:-.venv}
 
