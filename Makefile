@@ -13,9 +13,11 @@ PYTEST_ARGS ?=
 setup:
 	@VENV=$(VENV) packaging/setup.sh
 
-# Until the node daemons exist: install the plugins, then show two pods wired and pinging.
+# The node stack in the foreground (podwire-cnid, and the other daemons as they arrive); once it is
+# up, two pods are wired and ping each other through it.  Ctrl-C stops everything cleanly.
 run: setup install
-	$(PY) -m cni.demo --conf-dir $(DESTDIR)$(CNI_CONF_DIR) --bin-dir $(DESTDIR)$(CNI_BIN_DIR)
+	$(PY) packaging/run_stack.py --prefix $(DESTDIR)$(PREFIX) \
+		--after "$(PY) -m cni.demo --conf-dir $(DESTDIR)$(CNI_CONF_DIR) --bin-dir $(DESTDIR)$(CNI_BIN_DIR)"
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,4 +1,4 @@
-"""`make run` until the node daemons exist: wire two throwaway pods with the
+"""`make run`, once the node stack is up: wire two throwaway pods with the
 installed conflist, show them pinging each other, then tear everything down.
 
 It drives the plugins exactly as a runtime would — through the runtime library,

@@ -5,6 +5,7 @@ Standard library only.
 """
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import subprocess
@@ -13,6 +14,10 @@ from typing import Mapping, Optional, Sequence
 from .errors import CniError, Code
 
 DEFAULT_TIMEOUT = 60.0
+# The environment a delegated plugin inherits: ours, unless podwire-cnid serves a
+# request and sets the requesting executable's (so PATH etc. match standalone).
+CALLER_ENVIRON: contextvars.ContextVar[Optional[Mapping[str, str]]] = \
+    contextvars.ContextVar("caller_environ", default=None)
 
 
 def find_plugin(plugin_type: str, paths: Sequence[str]) -> str:
@@ -33,7 +38,8 @@ def exec_plugin(path: str, env: Mapping[str, str], stdin: bytes,
     A failing plugin's error JSON becomes a :class:`CniError` carrying the
     plugin's own code and message.
     """
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+    base = CALLER_ENVIRON.get() or os.environ
+    full_env = {k: v for k, v in base.items() if not k.startswith("CNI_")}
     full_env.update(env)
     try:
         proc = subprocess.run([path], input=stdin, env=full_env, capture_output=True,

@@ -1,10 +1,10 @@
 """Thin, privileged netlink helpers over pyroute2.
 
-Sockets for a pod's namespace are opened *in* that namespace by pyroute2 (a
-forked child does the setns and hands the fd back), so no thread of ours ever
-switches namespace.  We open the netns file ourselves and pass the fd, which
-both pins the namespace for the call and stops pyroute2 from *creating* a
-namespace at a path that does not exist (its default flags include O_CREAT).
+A pod's namespace is never entered by our threads: pyroute2 opens the socket
+there from a forked child (see :func:`netns`), one socket per verb.
+
+A long-lived process (podwire-cnid) calls :func:`keep_warm` so each thread
+reuses one host socket instead of opening one per step.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import errno
 import ipaddress
 import os
 import socket
+import threading
 from typing import Iterator, Optional
 
 from pyroute2 import IPRoute
@@ -24,22 +25,55 @@ IFA_F_NODAD = 0x02
 IFA_F_TENTATIVE = 0x40
 GONE = (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)
 
-__all__ = ["NetlinkError", "GONE", "host", "netns", "netns_exists", "index_of", "link",
-           "delete_link", "add_address", "add_route", "addresses", "family_of"]
+__all__ = ["NetlinkError", "GONE", "host", "netns", "netns_exists", "find_link", "index_of", "link",
+           "delete_link", "add_address", "add_route", "addresses", "family_of", "keep_warm",
+           "batch_deletions", "delete_host_link"]
+
+_warm: Optional[threading.local] = None
+_batcher = None  # set by batch_deletions()
+
+
+def keep_warm() -> None:
+    """From now on each thread keeps one host socket open between calls."""
+    global _warm
+    _warm = threading.local()
+
+
+def batch_deletions(batcher) -> None:
+    """Route :func:`delete_host_link` through ``batcher.delete(name)`` (see
+    cni.daemon.reaper); None goes back to one request per link."""
+    global _batcher
+    _batcher = batcher
 
 
 @contextlib.contextmanager
 def host() -> Iterator[IPRoute]:
-    ipr = IPRoute()
+    if _warm is None:
+        ipr = IPRoute()
+        try:
+            yield ipr
+        finally:
+            ipr.close()
+        return
+    # Taken while in use, so a nested host() opens its own socket.
+    ipr, _warm.ipr = getattr(_warm, "ipr", None) or IPRoute(), None
     try:
         yield ipr
-    finally:
-        ipr.close()
+    except BaseException:
+        ipr.close()  # an interrupted request may have left replies unread
+        raise
+    _warm.ipr = ipr
 
 
 @contextlib.contextmanager
 def netns(path: str) -> Iterator[IPRoute]:
-    """An IPRoute bound to the namespace at ``path`` (which must exist)."""
+    """An IPRoute bound to the namespace at ``path`` (which must exist).
+
+    pyroute2 opens the socket in a forked child that does the setns() and hands
+    the fd back, so no thread of ours -- in the long-lived daemon least of all --
+    ever switches namespace.  Passing our own fd (not the path) pins the
+    namespace for the call and keeps pyroute2 from *creating* one (its default
+    flags include O_CREAT)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -58,9 +92,19 @@ def netns_exists(path: str) -> bool:
     return bool(path) and os.path.exists(path)
 
 
+def find_link(ipr: IPRoute, name: str):
+    """The link called ``name`` (one RTM_GETLINK: index, MAC, kind, flags...), or None."""
+    try:
+        return ipr.link("get", ifname=name)[0]
+    except NetlinkError as exc:
+        if exc.code in GONE:
+            return None
+        raise
+
+
 def index_of(ipr: IPRoute, name: str) -> Optional[int]:
-    found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
+    found = find_link(ipr, name)
+    return found["index"] if found is not None else None
 
 
 def link(ipr: IPRoute, index: int):
@@ -79,6 +123,14 @@ def delete_link(ipr: IPRoute, name: str) -> bool:
             return False
         raise
     return True
+
+
+def delete_host_link(name: str) -> bool:
+    """Delete a host link by name; False if it was already gone."""
+    if _batcher is not None:
+        return _batcher.delete(name)
+    with host() as ipr:
+        return delete_link(ipr, name)
 
 
 def family_of(address: str) -> int:

@@ -8,25 +8,57 @@ cd "$(dirname "$0")/.."
 LIBDIR="$PREFIX/lib/podwire"
 VENV="$DESTDIR$LIBDIR/venv"
 CONFLIST="$DESTDIR$CNI_CONF_DIR/10-podwire.conflist"
+: "${UNIT_DIR:=/etc/systemd/system}"
+COMMANDS=(podwire-cnid podwire-cri podwire-ctl)   # linked into $PREFIX/bin
+UNITS=(podwire-cnid.service podwire-cri.service)  # from packaging/systemd, @PREFIX@ substituted
+CRI_TOML="$DESTDIR/etc/podwire/cri.toml"
+systemd_running() { [ -z "$DESTDIR" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; }
 
 case "${1:-install}" in
 install)
   if [ ! -x "$VENV/bin/python" ]; then /usr/bin/python3 -m venv --system-site-packages "$VENV"; fi
   "$VENV/bin/pip" install -q --upgrade .
   install -d "$DESTDIR$CNI_BIN_DIR" "$DESTDIR$CNI_CONF_DIR"
-  "$VENV/bin/python" -m cni.install --bin-dir "$DESTDIR$CNI_BIN_DIR" --python "$LIBDIR/venv/bin/python"
+  # The executables import podwire from the venv's site-packages, as the node will see it.
+  site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+  "$VENV/bin/python" -m cni.install --bin-dir "$DESTDIR$CNI_BIN_DIR" --python "$LIBDIR/venv/bin/python" \
+    --code-dir "${site#"$DESTDIR"}"
+  install -d "$DESTDIR$PREFIX/bin" "$DESTDIR$UNIT_DIR"
+  for cmd in "${COMMANDS[@]}"; do ln -sfn "$LIBDIR/venv/bin/$cmd" "$DESTDIR$PREFIX/bin/$cmd"; done
+  for unit in "${UNITS[@]}"; do
+    sed "s|@PREFIX@|$PREFIX|g" "packaging/systemd/$unit" > "$DESTDIR$UNIT_DIR/$unit"
+    chmod 0644 "$DESTDIR$UNIT_DIR/$unit"
+  done
+  if systemd_running; then
+    systemctl daemon-reload
+    # A running daemon must serve the code the executables now are (not-running stays so).
+    systemctl try-restart "${UNITS[@]}"
+  fi
   if [ ! -e "$CONFLIST" ]; then
     install -m 0644 packaging/cni/10-podwire.conflist "$CONFLIST"
     echo "install: wrote $CONFLIST"
   else
     echo "install: kept existing $CONFLIST"
   fi
+  if [ ! -e "$CRI_TOML" ]; then
+    install -d "$(dirname "$CRI_TOML")"
+    install -m 0644 packaging/cri/cri.toml "$CRI_TOML"
+    echo "install: wrote $CRI_TOML"
+  else
+    echo "install: kept existing $CRI_TOML"
+  fi
   echo "install: podwire, podwire-ipam -> $DESTDIR$CNI_BIN_DIR (venv $VENV)"
+  echo "install: ${UNITS[*]} -> $DESTDIR$UNIT_DIR (start with: systemctl enable --now ${UNITS[*]})"
   ;;
 uninstall)
+  if systemd_running; then systemctl disable --now "${UNITS[@]}" 2>/dev/null || true; fi
+  for unit in "${UNITS[@]}"; do rm -f "$DESTDIR$UNIT_DIR/$unit"; done
+  for cmd in "${COMMANDS[@]}"; do rm -f "$DESTDIR$PREFIX/bin/$cmd"; done
+  if systemd_running; then systemctl daemon-reload; fi
   rm -f "$DESTDIR$CNI_BIN_DIR/podwire" "$DESTDIR$CNI_BIN_DIR/podwire-ipam"
   # The conflist is removed only if it is still ours, unchanged.
   if [ -e "$CONFLIST" ] && cmp -s "$CONFLIST" packaging/cni/10-podwire.conflist; then rm -f "$CONFLIST"; fi
+  if [ -e "$CRI_TOML" ] && cmp -s "$CRI_TOML" packaging/cri/cri.toml; then rm -f "$CRI_TOML"; fi
   rm -rf "$DESTDIR$LIBDIR"
   echo "uninstall: removed podwire from $DESTDIR$CNI_BIN_DIR and $DESTDIR$LIBDIR"
   ;;

@@ -6,7 +6,11 @@ import io
 import ipaddress
 import json
 import os
+import signal
+import socket
 import subprocess
+import sys
+import time
 import uuid
 
 REFERENCE_PLUGIN_DIR = "/usr/lib/cni"
@@ -29,6 +33,8 @@ def run_plugin(bin_dir: str, plugin: str, command: str, config: dict | str, *,
            "CNI_CONTAINERID": container_id, "CNI_NETNS": netns, "CNI_IFNAME": ifname,
            "CNI_ARGS": cni_args, "CNI_PATH": bin_dir}
     env = {k: v for k, v in env.items() if v}
+    # The mode the session runs the executables in (see conftest.cni_bin): which daemon, if any.
+    env.update({k: v for k, v in os.environ.items() if k.startswith("PODWIRE_")})
     env.update(extra_env or {})
     stdin = config if isinstance(config, str) else json.dumps(config)
     proc = subprocess.run([os.path.join(bin_dir, plugin)], input=stdin.encode(), env=env,
@@ -115,3 +121,61 @@ def ping(netns: str, address: str, count: int = 1) -> bool:
     proc = subprocess.run(["ip", "netns", "exec", name, "ping", "-c", str(count), "-W", "2", address],
                           capture_output=True)
     return proc.returncode == 0
+
+
+class Daemon:
+    """A podwire-cnid of a test's own, on a socket in ``workdir``; always stopped by the caller."""
+
+    def __init__(self, workdir: str, *args: str) -> None:
+        self.workdir = str(workdir)
+        self.socket = os.path.join(self.workdir, "cni.sock")
+        self.pod_cidrs_file = os.path.join(self.workdir, "pod-cidrs.json")
+        self.args = ["--socket", self.socket, "--config", os.path.join(self.workdir, "cnid.toml"),
+                     "--pod-cidrs-file", self.pod_cidrs_file, *args]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 20.0) -> "Daemon":
+        log = open(os.path.join(self.workdir, "cnid.log"), "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "cni.daemon", *self.args],
+                                     stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while not self.answers():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"podwire-cnid did not start: {self.log()}")
+            time.sleep(0.05)
+        return self
+
+    def answers(self) -> bool:
+        with socket.socket(socket.AF_UNIX) as sock:
+            try:
+                sock.connect(self.socket)
+                return True
+            except OSError:
+                return False
+
+    def health(self) -> dict:
+        proc = subprocess.run([sys.executable, "-m", "cni.daemon", "status", *self.args],
+                              capture_output=True, text=True, timeout=30)
+        return json.loads(proc.stdout)
+
+    def stop(self) -> int:
+        """SIGTERM (a clean stop); the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def kill(self) -> None:
+        """SIGKILL: the daemon gets no chance to finish anything."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def log(self) -> str:
+        with open(os.path.join(self.workdir, "cnid.log"), errors="replace") as f:
+            return f.read()

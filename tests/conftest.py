@@ -12,10 +12,15 @@ import sys
 
 import pytest
 
-from cnitest import (REFERENCE_PLUGIN_DIR, Network, _ip, dispatch_in_process,  # noqa: F401
+from cnitest import (REFERENCE_PLUGIN_DIR, Daemon, Network, _ip, dispatch_in_process,  # noqa: F401
                      host_snapshot, leases, run_plugin, unique)
 
 IS_ROOT = os.geteuid() == 0
+
+# Registry and test-image fixtures (local_registry, test_images, image_service, ...).  A
+# plugin rather than tests/e2e/conftest.py: a second conftest.py would also be module
+# "conftest" and shadow this one for every `from conftest import ...`.
+pytest_plugins = ["imagefixtures", "crifixtures"]   # crifixtures: the CRI shim e2e fixtures
 
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root")
 
@@ -51,8 +56,36 @@ def bridge_name():
     _ip("link", "del", name, check=False)
 
 
+# Every test that execs podwire's executables runs twice: "standalone" runs the verbs in
+# process, "daemon" forwards them to a podwire-cnid of the session's own.  Answers must be
+# the same.  PODWIRE_CNI_MODE=standalone|daemon runs one mode only.
+CNI_MODES = [m for m in ("standalone", "daemon") if os.environ.get("PODWIRE_CNI_MODE", m) == m]
+
+
+@pytest.fixture(scope="session", params=CNI_MODES)
+def cni_mode(request, tmp_path_factory):
+    """Point the executables (via PODWIRE_CNID_SOCKET, which run_plugin and libcni pass
+    on) at the session's daemon, or at none -- never at a node's own daemon."""
+    env = pytest.MonkeyPatch()
+    if request.param == "standalone":
+        env.setenv("PODWIRE_CNID_SOCKET", "")
+        yield request.param
+        env.undo()
+        return
+    daemon = Daemon(tmp_path_factory.mktemp("cnid")).start()
+    env.setenv("PODWIRE_CNID_SOCKET", daemon.socket)
+    try:
+        yield request.param
+        served = daemon.health()["served"]
+    finally:
+        env.undo()
+        code = daemon.stop()
+    assert code == 0, daemon.log()
+    assert served > 0 or not IS_ROOT, "daemon mode, but no request reached the daemon"
+
+
 @pytest.fixture(scope="session")
-def cni_bin(tmp_path_factory) -> str:
+def cni_bin(cni_mode, tmp_path_factory) -> str:
     """A CNI bin dir: podwire's executables (as `make install` writes them) plus
     symlinks to the reference plugins from containernetworking-plugins."""
     from cni.install import write_wrappers

@@ -5,8 +5,7 @@ from typing import Optional
 
 from .. import version
 from ..skel import CmdArgs
-from . import allocator, config
-from .disk import DiskStore
+from . import allocator, config, stores
 from .store import Attachment
 
 
@@ -15,7 +14,7 @@ def cmd_add(args: CmdArgs) -> dict:
     # Read resolv.conf before allocating: a bad path must not cost a lease.
     dns = config.parse_resolv_conf(conf.resolv_conf) if conf.resolv_conf else None
     owner = Attachment(args.container_id, args.ifname)
-    with DiskStore.locked(conf.store_dir) as store:
+    with stores.locked(conf.store_dir) as store:
         allocs = allocator.allocate(store, conf.range_sets, owner, conf.requested)
     return build_result(allocs, conf, dns)
 

@@ -9,9 +9,8 @@ from typing import Optional
 from .. import version
 from ..errors import CniError, Code
 from ..skel import CmdArgs
-from . import allocator, config
+from . import allocator, config, stores
 from .config import IP
-from .disk import DiskStore
 from .store import Attachment
 
 
@@ -21,7 +20,7 @@ def cmd_check(args: CmdArgs) -> None:
     if not os.path.isdir(conf.store_dir):
         raise CniError(Code.INTERNAL, f"{owner} holds no address: no IPAM store {conf.store_dir}")
     ips = prev_result_ips(args.config)
-    with DiskStore.locked(conf.store_dir) as store:
+    with stores.locked(conf.store_dir) as store:
         allocator.verify(store, conf.range_sets, owner, ips)
     return None
 

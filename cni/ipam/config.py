@@ -14,6 +14,7 @@ from typing import Union
 from .. import version
 from ..errors import CniError, Code, invalid_config, invalid_env
 from ..skel import CmdArgs, validate_network_name
+from . import nodecidr
 
 IP = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -147,7 +148,10 @@ def _range(index: int, raw) -> Range:
     where = f"invalid range set {index}"
     if not isinstance(raw, dict):
         raise invalid_config(where, "a range is an object with 'subnet'")
-    subnet = _network(where, raw.get("subnet"))
+    value = raw.get("subnet")
+    if isinstance(value, str) and value in nodecidr.PLACEHOLDERS:
+        value = nodecidr.resolve(value)
+    subnet = _network(where, value)
     if subnet.num_addresses < 4:  # /31, /32, /127, /128: nothing left to hand out
         raise invalid_config(f"{where}: network {subnet} too small to allocate from")
     first = subnet.network_address + 1

@@ -4,8 +4,7 @@ from __future__ import annotations
 import os
 
 from ..skel import CmdArgs
-from . import allocator, config
-from .disk import DiskStore
+from . import allocator, config, stores
 from .store import Attachment
 
 
@@ -17,6 +16,6 @@ def cmd_del(args: CmdArgs) -> None:
     path = config.store_dir(args.config)
     if not os.path.isdir(path):
         return None
-    with DiskStore.locked(path) as store:
+    with stores.locked(path) as store:
         allocator.release(store, Attachment(args.container_id, args.ifname))
     return None

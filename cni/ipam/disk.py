@@ -204,7 +204,7 @@ class DiskStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self._tmp, name))
         self._state = self._read_state()
-        if self._state != self._fingerprint():
+        if self._state != self.fingerprint():
             self.rebuild_index()
 
     def rebuild_index(self) -> None:
@@ -223,7 +223,7 @@ class DiskStore:
 
     # --- the state fingerprint -----------------------------------------------------
 
-    def _fingerprint(self) -> dict:
+    def fingerprint(self) -> dict:
         """What changes whenever anybody adds or removes a lease: the lease dir's
         mtime, and the cursors (host-local rewrites one on every reservation, which
         catches a change within the same mtime tick)."""
@@ -241,7 +241,7 @@ class DiskStore:
             return None
 
     def _save_state(self) -> None:
-        state = self._fingerprint()
+        state = self.fingerprint()
         if state != self._state:
             tmp = self._write_tmp("state", json.dumps(state).encode())
             os.replace(tmp, os.path.join(self._index, "state"))  # in the index dir: leaves mtime alone

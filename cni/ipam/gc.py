@@ -5,8 +5,7 @@ import os
 
 from ..errors import CniError, Code, invalid_config
 from ..skel import CmdArgs
-from . import allocator, config
-from .disk import DiskStore
+from . import allocator, config, stores
 from .store import Attachment
 
 VALID_KEY = "cni.dev/valid-attachments"
@@ -18,7 +17,7 @@ def cmd_gc(args: CmdArgs) -> None:
     path = config.store_dir(args.config)
     if not os.path.isdir(path):
         return None
-    with DiskStore.locked(path) as store:
+    with stores.locked(path) as store:
         _, errors = allocator.collect_garbage(store, valid)
         store.rebuild_index()  # a full scan is fine here: also drops stale index entries
     if errors:

@@ -6,14 +6,18 @@ import os
 
 from ..errors import CniError, Code
 from ..skel import CmdArgs
-from . import allocator, config
-from .disk import DiskStore
+from . import allocator, config, stores
 
 
 def cmd_status(args: CmdArgs) -> None:
-    conf = config.load(args)
     try:
-        with DiskStore.locked(conf.store_dir) as store:
+        conf = config.load(args)
+    except CniError as err:
+        if err.code != Code.TRY_AGAIN_LATER:  # e.g. the node's pod CIDR is not known yet
+            raise
+        raise CniError(Code.NOT_AVAILABLE, err.msg, err.details) from None
+    try:
+        with stores.locked(conf.store_dir) as store:
             if not os.access(conf.store_dir, os.W_OK):
                 raise CniError(Code.NOT_AVAILABLE, f"IPAM store {conf.store_dir} is not writable")
             full = [s for i, s in enumerate(conf.range_sets) if not allocator.has_free(store, i, s)]

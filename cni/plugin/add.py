@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import contextlib
 
+from .. import netlink
 from ..skel import CmdArgs
-from . import bridge, config, firewall, ipam, pod, result, routed, veth
+from . import bridge, config, firewall, ipam, netpol, pod, result, routed, veth
 from .naming import attachment_key, host_alias, host_veth_name
 from .pod import ROUTED_GW4, ROUTED_GW6
 
 
 def add(args: CmdArgs) -> dict:
     conf = config.parse(args.config, args.args)
+    with netlink.netns(args.netns) as ns:  # one socket in the pod's namespace for every step
+        return _add(args, conf, ns)
+
+
+def _add(args: CmdArgs, conf, ns) -> dict:
     host_name = host_veth_name(args.container_id, args.ifname)
     key = attachment_key(conf.name, args.container_id, args.ifname)
-    veth.ensure_ifname_free(args.netns, args.ifname)
+    veth.ensure_ifname_free(ns, args.netns, args.ifname)
     veth.remove_stale_host_end(host_name)
     with contextlib.ExitStack() as undo:
         ipam_result = ipam.run("ADD", args) or {}
@@ -26,12 +32,14 @@ def add(args: CmdArgs) -> dict:
         leased = ipam_result.get("ips", [])
         ips = [dict(ip) for ip in leased]
         bridge_index, bridge_mac = (bridge.ensure_bridge(conf) if conf.mode == "bridge" else (0, ""))
-        pair = veth.create(args.netns, host_name, args.ifname, mtu=conf.mtu, mac=conf.mac,
-                           alias=host_alias(conf.name, args.container_id, args.ifname))
+        pair = veth.create(ns, args.netns, host_name, args.ifname, mtu=conf.mtu, mac=conf.mac,
+                           alias=host_alias(conf.name, args.container_id, args.ifname),
+                           routed=conf.mode == "routed")
         undo.callback(veth.delete_host_end, host_name)
         routes = _host_side(conf, bridge_index, pair, ips, ipam_result.get("routes", []))
-        pod.configure(conf, args.netns, pair, ips, routes)
+        pod.configure(conf, ns, pair, ips, routes)
         _firewall(conf, key, pair, leased, undo)
+        netpol.register(args, host_name, ips, undo)  # policy programs on before the pod runs
         out = result.build(conf, pair, args.netns, ips, routes,
                            conf.dns or ipam_result.get("dns", {}), bridge_mac)
         undo.pop_all()

@@ -10,19 +10,25 @@ from .config import NetConf
 from .sysctl import enable_forwarding
 
 
+_IFF_UP = 0x1
+_IFF_PROMISC = 0x100
+
+
 def ensure_bridge(conf: NetConf) -> tuple[int, str]:
     """Create the bridge if needed (shared by every pod, never undone); (index, mac)."""
     with netlink.host() as ipr:
-        index = netlink.index_of(ipr, conf.bridge) or _create(ipr, conf)
-        info = netlink.link(ipr, index).get(("IFLA_LINKINFO", "IFLA_INFO_KIND"))
+        bridge = netlink.find_link(ipr, conf.bridge) or _create(ipr, conf)
+        index = bridge["index"]
+        info = bridge.get(("IFLA_LINKINFO", "IFLA_INFO_KIND"))
         if info != "bridge":
             raise invalid_config(f"{conf.bridge!r} already exists but is not a bridge", f"kind {info}")
         if conf.vlan:
             _enable_vlan_filtering(ipr, conf, index)
         if conf.promisc_mode:
-            ipr.link("set", index=index, flags=0x100, change=0x100)  # IFF_PROMISC
-        ipr.link("set", index=index, state="up")
-        return index, netlink.link(ipr, index).get("IFLA_ADDRESS")
+            ipr.link("set", index=index, flags=_IFF_PROMISC, change=_IFF_PROMISC)
+        if not bridge["flags"] & _IFF_UP:  # every pod's ADD passes here: skip what is done
+            ipr.link("set", index=index, state="up")
+        return index, bridge.get("IFLA_ADDRESS")  # pinned at creation: up/promisc keep it
 
 
 def _enable_vlan_filtering(ipr, conf: NetConf, index: int) -> None:
@@ -35,7 +41,7 @@ def _enable_vlan_filtering(ipr, conf: NetConf, index: int) -> None:
         raise
 
 
-def _create(ipr, conf: NetConf) -> int:
+def _create(ipr, conf: NetConf):
     spec = {"ifname": conf.bridge, "kind": "bridge"}
     if conf.mtu:
         spec["mtu"] = conf.mtu
@@ -45,11 +51,11 @@ def _create(ipr, conf: NetConf) -> int:
         # Concurrent ADDs race to create the bridge: EEXIST means another won (plugins#366).
         if exc.code != errno.EEXIST:
             raise
-    index = netlink.index_of(ipr, conf.bridge)
+    bridge = netlink.find_link(ipr, conf.bridge)
     # Pin the bridge's MAC: a random one is replaced by the lowest port MAC as pods join,
     # which would make every pod's cached gateway neighbour stale.
-    ipr.link("set", index=index, address=netlink.link(ipr, index).get("IFLA_ADDRESS"))
-    return index
+    ipr.link("set", index=bridge["index"], address=bridge.get("IFLA_ADDRESS"))
+    return bridge
 
 
 def set_gateways(conf: NetConf, bridge_index: int, ips: list[dict]) -> None:

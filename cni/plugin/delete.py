@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .. import netlink
 from ..skel import CmdArgs
-from . import config, firewall, ipam, veth
+from . import config, firewall, ipam, netpol, veth
 from .naming import attachment_key, host_veth_name
 
 
@@ -18,7 +18,8 @@ def delete(args: CmdArgs) -> None:
     conf = config.parse(args.config, args.args)
     key = attachment_key(conf.name, args.container_id, args.ifname)
     errors: list[Exception] = []
-    for step in (lambda: _remove_links(args), lambda: firewall.remove(conf.name, key),
+    for step in (lambda: netpol.unregister(args, host_veth_name(args.container_id, args.ifname)),
+                 lambda: _remove_links(args), lambda: _remove_rules(conf, key),
                  lambda: ipam.run("DEL", args)):
         try:
             step()
@@ -26,6 +27,13 @@ def delete(args: CmdArgs) -> None:
             errors.append(exc)
     if errors:
         raise errors[0]
+
+
+def _remove_rules(conf, key: str) -> None:
+    # Like the reference bridge: only a config that asks for rules had them made (a
+    # config changed since ADD leaves them to GC).  Listing rules costs 4 execs.
+    if conf.ip_masq or conf.macspoofchk:
+        firewall.remove(conf.name, key)
 
 
 def _remove_links(args: CmdArgs) -> None:

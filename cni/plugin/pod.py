@@ -55,22 +55,21 @@ def routed_routes(ips: list[dict], ipam_routes: list[dict]) -> list[dict]:
     return routes
 
 
-def configure(conf: NetConf, netns_path: str, pair: Pair, ips: list[dict], routes: list[dict]) -> None:
+def configure(conf: NetConf, ns, pair: Pair, ips: list[dict], routes: list[dict]) -> None:
     """Bring the pod interface up with its addresses and routes (all-or-nothing is the
-    caller's: deleting the veth undoes everything done here)."""
-    routed = conf.mode == "routed"
-    with netlink.netns(netns_path) as ns:
-        index = pair.container_index
-        ns.link("set", index=index, state="up")
-        for ip in ips:
-            netlink.add_address(ns, index, ip["address"], nodad=not conf.enable_dad)
-        if routed:
-            _routed_gateways(ns, index, pair.host_mac, ips)
-        for route in routes:
-            extra = {k: route[k] for k in ("priority", "table") if route.get(k)}
-            netlink.add_route(ns, route["dst"], gateway=route.get("gw", ""), index=index, **extra)
-        if conf.enable_dad:
-            _wait_for_dad(ns, index)
+    caller's: deleting the veth undoes everything done here).  ``ns``: an IPRoute in
+    the pod's namespace."""
+    index = pair.container_index
+    ns.link("set", index=index, state="up")
+    for ip in ips:
+        netlink.add_address(ns, index, ip["address"], nodad=not conf.enable_dad)
+    if conf.mode == "routed":
+        _routed_gateways(ns, index, pair.host_mac, ips)
+    for route in routes:
+        extra = {k: route[k] for k in ("priority", "table") if route.get(k)}
+        netlink.add_route(ns, route["dst"], gateway=route.get("gw", ""), index=index, **extra)
+    if conf.enable_dad:
+        _wait_for_dad(ns, index)
 
 
 def host_prefix(cidr: str) -> str:

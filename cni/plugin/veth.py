@@ -19,23 +19,24 @@ class Pair:
     container_mac: str
 
 
-def ensure_ifname_free(netns_path: str, ifname: str) -> None:
-    """The spec's ADD: 'error if the name exists' — checked before any side effect."""
-    with netlink.netns(netns_path) as ns:
-        if netlink.index_of(ns, ifname) is not None:
-            raise CniError(Code.INTERNAL, f"container interface {ifname!r} already exists",
-                           f"in netns {netns_path}")
+def ensure_ifname_free(ns, netns_path: str, ifname: str) -> None:
+    """The spec's ADD: 'error if the name exists' — checked before any side effect.
+    ``ns``: an IPRoute in the pod's namespace (netlink.netns)."""
+    if netlink.find_link(ns, ifname) is not None:
+        raise CniError(Code.INTERNAL, f"container interface {ifname!r} already exists",
+                       f"in netns {netns_path}")
 
 
 def remove_stale_host_end(host_name: str) -> None:
     """A host veth with our deterministic name but no live pod end is a leftover of a
     crashed ADD for this very attachment: remove it so the name can be reused."""
-    with netlink.host() as ipr:
-        netlink.delete_link(ipr, host_name)
+    netlink.delete_host_link(host_name)
 
 
-def create(netns_path: str, host_name: str, ifname: str, *, mtu: int, mac: str, alias: str) -> Pair:
-    """Create the pair in one netlink request: the peer is born inside the pod netns."""
+def create(ns, netns_path: str, host_name: str, ifname: str, *, mtu: int, mac: str, alias: str,
+           routed: bool) -> Pair:
+    """Create the pair in one netlink request: the peer is born inside the pod netns.
+    ``ns``: an IPRoute in that namespace."""
     fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         peer = {"ifname": ifname, "net_ns_fd": fd}
@@ -53,29 +54,30 @@ def create(netns_path: str, host_name: str, ifname: str, *, mtu: int, mac: str, 
                 if exc.code == errno.EEXIST:
                     raise CniError(Code.INTERNAL, f"interface {ifname!r} or {host_name!r} already exists") from None
                 raise
-            index = netlink.index_of(ipr, host_name)
-            # No DAD on the host end: a tentative link-local cannot send neighbour
-            # solicitations, which would stall routed-mode IPv6 for a second or more.
-            disable_dad(host_name)
-            ipr.link("set", index=index, ifalias=alias, state="up")
-            host_mac = netlink.link(ipr, index).get("IFLA_ADDRESS")
+            host = netlink.find_link(ipr, host_name)  # index and MAC in one request
+            _host_end_ipv6(host_name, routed)
+            ipr.link("set", index=host["index"], ifalias=alias, state="up")
     finally:
         os.close(fd)
-    with netlink.netns(netns_path) as ns:
-        cindex = netlink.index_of(ns, ifname)
-        cmac = netlink.link(ns, cindex).get("IFLA_ADDRESS")
-    return Pair(host_name, index, host_mac, ifname, cindex, cmac)
+    pod = netlink.find_link(ns, ifname)
+    return Pair(host_name, host["index"], host.get("IFLA_ADDRESS"), ifname, pod["index"], pod.get("IFLA_ADDRESS"))
 
 
-def disable_dad(name: str) -> None:
+def _host_end_ipv6(name: str, routed: bool) -> None:
+    """Before the link goes up, which is when the kernel makes its link-local address.
+
+    Routed: no DAD -- a tentative link-local cannot send neighbour solicitations,
+    which would stall the pod's IPv6 for a second or more.  Bridge: no link-local
+    at all (addr_gen_mode 1 = none) -- a bridge port needs no address of its own,
+    and deleting a link with a valid IPv6 address costs the kernel 15-20 ms more."""
+    setting = ("accept_dad", "0") if routed else ("addr_gen_mode", "1")
     try:
-        with open(f"/proc/sys/net/ipv6/conf/{name}/accept_dad", "w") as f:
-            f.write("0")
+        with open(f"/proc/sys/net/ipv6/conf/{name}/{setting[0]}", "w") as f:
+            f.write(setting[1])
     except FileNotFoundError:
         pass  # IPv6 disabled on this host
 
 
 def delete_host_end(host_name: str) -> bool:
     """Deleting one end of a veth deletes both; a missing link is success (DEL is idempotent)."""
-    with netlink.host() as ipr:
-        return netlink.delete_link(ipr, host_name)
+    return netlink.delete_host_link(host_name)

@@ -1,0 +1,129 @@
+"""One request inside podwire-cnid.
+
+Per container it is serialized (:class:`~.locks.KeyedLocks`); it has a deadline
+(the client's, else the daemon's default); its verbs run through
+``skel.dispatch`` -- the same single boundary that turns a CniError into the
+spec's JSON in standalone mode, so answers are byte for byte the same.  An ADD
+that succeeded but whose client is gone, never acknowledges the answer, or
+overran its deadline is undone with a DEL before the container's lock is
+released: nothing is left half-done, and a retry finds a clean slate.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import time
+from typing import Optional, Protocol
+
+from .. import invoke, skel
+from ..errors import CniError, Code
+from .client import PLUGINS, SOCKET_ENV, verbs_of
+from .health import Health
+from .locks import KeyedLocks
+
+log = logging.getLogger("podwire-cnid")
+HEALTH = "health"  # the plugin name ``podwire-cnid status`` asks for
+
+
+@dataclasses.dataclass
+class Request:
+    plugin: str
+    env: dict
+    stdin: bytes
+    timeout_ms: int = 0
+
+    @property
+    def command(self) -> str:
+        return self.env.get("CNI_COMMAND", "")
+
+
+@dataclasses.dataclass
+class Answer:
+    code: int
+    stdout: bytes
+    stderr: bytes = b""
+
+
+class Client(Protocol):
+    """The connection a request came in on (see server.Connection)."""
+
+    def gone(self) -> bool: ...
+    def deliver(self, answer: Answer, wait_ack: bool) -> bool: ...
+    def decline(self) -> None: ...
+
+
+class Handler:
+    def __init__(self, health: Health, default_timeout: float = 120.0,
+                 plugins: Optional[dict[str, skel.Verbs]] = None) -> None:
+        self.health = health
+        self.default_timeout = default_timeout
+        self.locks = KeyedLocks()
+        plugins = plugins or {name: verbs_of(name) for name in PLUGINS}
+        self.verbs = {name: self._reporting_health(verbs) for name, verbs in plugins.items()}
+
+    def handle(self, req: Request, client: Client) -> bool:
+        """Serve one request; False if declined (the client runs it in process)."""
+        if req.plugin == HEALTH:
+            return client.deliver(Answer(0, json.dumps(self.health.report()).encode()), wait_ack=False)
+        verbs = self.verbs.get(req.plugin)
+        if verbs is None:
+            client.decline()
+            return False
+        deadline = time.monotonic() + (req.timeout_ms / 1000 or self.default_timeout)
+        with self.locks.hold(req.env.get("CNI_CONTAINERID", ""), deadline - time.monotonic()) as held:
+            if not held:
+                client.deliver(self.run(req, refusing(CniError(
+                    Code.TRY_AGAIN_LATER, "another request for this container is still running",
+                    "the deadline passed while waiting for it"))), wait_ack=False)
+            elif not client.gone():  # gone before we started: nothing to do or undo
+                self._serve(req, verbs, deadline, client)
+        return True
+
+    def _serve(self, req: Request, verbs: skel.Verbs, deadline: float, client: Client) -> None:
+        started = time.monotonic()
+        answer = self.run(req, verbs)
+        log.debug("%s %s %s/%s: exit %d in %.1f ms", req.plugin, req.command, req.env.get("CNI_CONTAINERID", ""),
+                  req.env.get("CNI_IFNAME", ""), answer.code, (time.monotonic() - started) * 1000)
+        if req.command != "ADD" or answer.code != 0:
+            client.deliver(answer, wait_ack=False)  # DEL/GC finished; CHECK/STATUS changed nothing
+            return
+        if time.monotonic() > deadline:
+            self.undo(req, verbs, "its deadline passed")
+            client.deliver(self.run(req, refusing(CniError(
+                Code.TRY_AGAIN_LATER, "ADD took longer than its deadline and was undone"))), wait_ack=False)
+        elif not client.deliver(answer, wait_ack=True):
+            self.undo(req, verbs, "its client went away before taking the result")
+
+    def run(self, req: Request, verbs: skel.Verbs, env: Optional[dict] = None) -> Answer:
+        env = env or req.env
+        stdout, stderr = io.StringIO(), io.StringIO()
+        # Plugins we exec get the caller's environment -- minus the daemon, which is busy
+        # with this very container and would deadlock on its lock.
+        token = invoke.CALLER_ENVIRON.set({**env, SOCKET_ENV.decode(): ""})
+        try:
+            code = skel.dispatch(verbs, env, io.BytesIO(req.stdin), stdout, stderr)
+        finally:
+            invoke.CALLER_ENVIRON.reset(token)
+        return Answer(code, stdout.getvalue().encode(), stderr.getvalue().encode())
+
+    def undo(self, req: Request, verbs: skel.Verbs, why: str) -> None:
+        log.warning("undoing ADD of %s/%s: %s", req.env.get("CNI_CONTAINERID"), req.env.get("CNI_IFNAME"), why)
+        answer = self.run(req, verbs, {**req.env, "CNI_COMMAND": "DEL"})
+        if answer.code != 0:
+            log.error("undo (DEL) failed: %s", answer.stdout.decode(errors="replace"))
+
+    def _reporting_health(self, verbs: skel.Verbs) -> skel.Verbs:
+        """STATUS also fails (code 50) while the daemon itself is not ready."""
+        def status(args: skel.CmdArgs):
+            self.health.require_ready()
+            return verbs.status(args) if verbs.status else None
+        return dataclasses.replace(verbs, status=status)
+
+
+def refusing(err: CniError) -> skel.Verbs:
+    """Verbs that all fail with ``err``: the daemon's own errors leave through skel too."""
+    def fail(args: skel.CmdArgs):
+        raise err
+    return skel.Verbs(add=fail, delete=fail, check=fail, status=fail, gc=fail)

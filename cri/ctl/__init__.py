@@ -1,0 +1,1 @@
+"""podwire-ctl: a crictl-compatible CRI client (same verbs, flags, config files, outputs)."""

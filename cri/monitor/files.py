@@ -1,0 +1,94 @@
+"""The monitor's state-dir layout and atomic JSON files, shared by the monitor and the shim.
+
+Standard library only, and no dataclasses/typing at run time (see the package docstring).
+"""
+from __future__ import annotations
+
+import json
+import os
+TYPE_CHECKING = False  # not `from typing`: the monitor does not import typing at run time
+
+if TYPE_CHECKING:
+    from typing import Any
+
+MONITOR = "monitor.json"
+CREATED = "created.json"
+STARTED = "started.json"
+EXIT = "exit.json"
+RUNTIME = "runtime.json"
+CONTROL = "ctl.sock"
+MONITOR_LOG = "monitor.log"
+RUNC_LOG = "runc.log"
+INIT_PID = "init.pid"
+
+
+def write_json(path: str, data: dict[str, Any]) -> None:
+    """Write-to-temp + fsync + rename: a reader (maybe a restarted shim) sees all or nothing."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, json.dumps(data, sort_keys=True).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def read_json(path: str) -> dict[str, Any] | None:
+    """The file's object, or None when it does not exist (yet)."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        # Only a crash mid-write by something other than write_json could leave this.
+        return None
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks), None if gone or a zombie.
+
+    A pid plus its start time names a process unambiguously across pid reuse.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # comm (field 2) may hold spaces and parens: split after its last ')'.
+    fields = stat[stat.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+class ProcRef:
+    """A process named by pid + start time.  (A plain class: dataclasses would pull `inspect`
+    into every monitor, ~2 MB each.)"""
+
+    __slots__ = ("pid", "start_time")
+
+    def __init__(self, pid: int, start_time: int) -> None:
+        self.pid = pid
+        self.start_time = start_time
+
+    def __repr__(self) -> str:
+        return f"ProcRef(pid={self.pid}, start_time={self.start_time})"
+
+    @classmethod
+    def of(cls, pid: int) -> "ProcRef | None":
+        start = proc_start_time(pid)
+        return None if start is None else cls(pid, start)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> "ProcRef | None":
+        if not data or not data.get("pid"):
+            return None
+        return cls(int(data["pid"]), int(data.get("start_time", 0)))
+
+    def alive(self) -> bool:
+        return self.pid > 0 and proc_start_time(self.pid) == self.start_time
+
+    def to_json(self) -> dict[str, int]:
+        return {"pid": self.pid, "start_time": self.start_time}

@@ -1,0 +1,15 @@
+"""OCI side of the CRI shim: runtime spec from CRI configs, rootfs overlay, runc, the runtime API.
+
+  spec.py        build_spec(): ContainerConfig + PodContext + image config -> config.json dict,
+                 assembled from caps.py, seccomp.py (+ seccomp_default.py, data), mounts.py,
+                 devices.py, user.py (+ rootpath.py), namespaces.py, resources.py, signals.py.
+  rootfs.py      mount_rootfs()/unmount_rootfs(): overlay of the image layers.
+  runc.py        Runc: thin runc CLI wrapper; every failure a CriError carrying runc's stderr.
+  cgroups.py     cgroup files: stats, OOM-kill counter (standard library only: the monitor uses it).
+  state.py       ContainerState and how it is derived from the monitor's files.
+  execsync.py    ExecSync over `runc exec` that never hangs on a background child.
+  runtime.py     ContainerRuntime: the API the RPC handlers call.
+  watch.py       ExitWatcher: polls for exits (GetContainerEvents).
+
+This __init__ imports nothing: the monitor process imports cri.oci.cgroups and must stay light.
+"""

@@ -1,0 +1,95 @@
+"""A thin wrapper of the runc CLI.  Every failure is a CriError carrying runc's stderr.
+
+Container creation is not here: the monitor runs `runc create` itself (cri/monitor/create.py)
+so that it, not the shim, holds the container's stdio."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from typing import Any, Sequence
+
+from cri.errors import CriError, deadline, internal, not_found
+
+DEFAULT_ROOT = "/run/podwire/runc"
+TIMEOUT = 30.0
+# runc's words for "no such container" / "not running" (libcontainer/error.go, kill.go).
+_MISSING = ("does not exist", "not exist", "no such file or directory")
+_NOT_RUNNING = ("not running", "process already finished", "container not running")
+
+
+class Runc:
+    def __init__(self, root: str = DEFAULT_ROOT, binary: str = "runc") -> None:
+        self.root = root
+        self.binary = shutil.which(binary) or binary
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.binary, "--root", self.root, *args]
+
+    def _run(self, args: Sequence[str], *, input: bytes | None = None,
+             timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(self.argv(*args), input=input, capture_output=True,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise deadline(f"runc {' '.join(args)}: no answer in {timeout}s")
+        except OSError as e:
+            raise internal(f"runc {' '.join(args)}: {e}")
+
+    @staticmethod
+    def _error(args: Sequence[str], done: subprocess.CompletedProcess) -> CriError:
+        stderr = done.stderr.decode(errors="replace").strip()
+        return internal(f"runc {' '.join(args)}: {stderr or f'exit status {done.returncode}'}")
+
+    @staticmethod
+    def _says(done: subprocess.CompletedProcess, words: Sequence[str]) -> bool:
+        stderr = done.stderr.decode(errors="replace").lower()
+        return any(w in stderr for w in words)
+
+    def state(self, container_id: str) -> dict[str, Any] | None:
+        """runc's state (status created/running/paused/stopped, pid, ...); None if unknown."""
+        done = self._run(["state", container_id])
+        if done.returncode != 0:
+            if self._says(done, _MISSING):
+                return None
+            raise self._error(["state", container_id], done)
+        return json.loads(done.stdout)
+
+    def list(self) -> list[dict[str, Any]]:
+        done = self._run(["list", "--format", "json"])
+        if done.returncode != 0:
+            raise self._error(["list"], done)
+        return json.loads(done.stdout or b"null") or []
+
+    def start(self, container_id: str) -> None:
+        done = self._run(["start", container_id])
+        if done.returncode != 0:
+            if self._says(done, _MISSING):
+                raise not_found(f"container {container_id} not found in runc")
+            raise self._error(["start", container_id], done)
+
+    def kill(self, container_id: str, sig: int, all_processes: bool = False) -> bool:
+        """Signal the container; False when it is not running or gone (nothing to signal)."""
+        args = ["kill", *(["--all"] if all_processes else []), container_id, str(sig)]
+        done = self._run(args)
+        if done.returncode == 0:
+            return True
+        if self._says(done, _MISSING + _NOT_RUNNING):
+            return False
+        raise self._error(args, done)
+
+    def delete(self, container_id: str) -> None:
+        """`runc delete --force`: kills what still runs, removes runc's state and the cgroup.
+        Idempotent: a container runc does not know is already deleted."""
+        done = self._run(["delete", "--force", container_id])
+        if done.returncode != 0 and not self._says(done, _MISSING):
+            raise self._error(["delete", container_id], done)
+
+    def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        """`runc update --resources -`: the OCI linux.resources JSON on stdin."""
+        args = ["update", "--resources", "-", container_id]
+        done = self._run(args, input=json.dumps(resources).encode())
+        if done.returncode != 0:
+            if self._says(done, _MISSING):
+                raise not_found(f"container {container_id} not found in runc")
+            raise self._error(args, done)

@@ -1,0 +1,276 @@
+"""ContainerRuntime: the container half of the CRI (create/start/stop/remove/status/exec/logs/
+stats/update/recover), on runc plus one monitor process per container.
+
+Directories (all configurable; tests use temporary ones and a private runc root):
+  root_dir/<id>/    the OCI bundle: config.json, rootfs/ (overlay mount), upper/, work/
+                    default /var/lib/podwire/bundles (container writes must not live in RAM)
+  state_dir/<id>/   the monitor's files (cri/monitor/__init__.py); default /run/podwire/monitors:
+                    they matter while the node is up, and no container survives a reboot
+  runc_root         runc --root, default /run/podwire/runc
+
+Nothing here is kept only in memory: a new ContainerRuntime over the same directories (a
+restarted shim) sees every container, its exit code and its log.  Per-container locking is the
+caller's (the RPC layer serialises operations on one container)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import time
+
+from cri.errors import already_exists, deadline, invalid, not_found, precondition
+from cri.monitor import client, files
+from cri.oci import cgroups, execsync, resources, rootfs, stats
+from cri.oci.runc import DEFAULT_ROOT as RUNC_ROOT, Runc
+from cri.oci.spec import OWNED_CGROUP_PARENT
+from cri.oci.state import ContainerState, State, read_state
+
+DEFAULT_ROOT_DIR = "/var/lib/podwire/bundles"
+DEFAULT_STATE_DIR = "/run/podwire/monitors"
+KILL_WAIT = 10.0        # after SIGKILL, how long the exit may take to be recorded
+MONITOR_GRACE = 5.0     # remove(): the monitor drains (<= 2 s) and writes the exit, then exits
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def _check_id(container_id: str) -> None:
+    """Ids become path components: nothing that could name another directory."""
+    if not _ID.match(container_id):
+        raise invalid(f"invalid container id {container_id!r}")
+
+
+class ContainerRuntime:
+    def __init__(self, root_dir: str = DEFAULT_ROOT_DIR, runc_root: str = RUNC_ROOT,
+                 state_dir: str = DEFAULT_STATE_DIR, runc_binary: str = "runc") -> None:
+        self.root_dir = root_dir
+        self.state_dir = state_dir
+        self.runc = Runc(runc_root, runc_binary)
+        for d in (root_dir, state_dir, runc_root):
+            os.makedirs(d, mode=0o711, exist_ok=True)
+
+    # -- paths ---------------------------------------------------------------------------------
+
+    def bundle_dir(self, container_id: str) -> str:
+        _check_id(container_id)
+        return os.path.join(self.root_dir, container_id)
+
+    def monitor_dir(self, container_id: str) -> str:
+        _check_id(container_id)
+        return os.path.join(self.state_dir, container_id)
+
+    def _runtime_info(self, container_id: str) -> dict:
+        return files.read_json(os.path.join(self.monitor_dir(container_id), files.RUNTIME)) or {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def prepare_rootfs(self, container_id: str, layers: list[str]) -> str:
+        """Mount the overlay rootfs at <bundle>/rootfs; its path (for build_spec).  Undone by
+        remove(), which the caller must call if anything later fails."""
+        bundle = self.bundle_dir(container_id)
+        target = os.path.join(bundle, "rootfs")
+        rootfs.mount_rootfs(layers, os.path.join(bundle, "upper"), os.path.join(bundle, "work"),
+                            target)
+        return target
+
+    def create(self, container_id: str, spec: dict, log_path: str, timeout: float = 60.0,
+               *, stdin: bool = False) -> int:
+        """Write config.json, start the monitor, which runs `runc create`; the init's pid.
+
+        On failure everything this call made is undone (the rootfs stays: remove() owns it)."""
+        bundle, state = self.bundle_dir(container_id), self.monitor_dir(container_id)
+        if os.path.exists(state):
+            raise already_exists(f"container {container_id} already exists")
+        with contextlib.ExitStack() as undo:
+            os.makedirs(bundle, mode=0o711, exist_ok=True)
+            os.makedirs(state, mode=0o700)
+            undo.callback(shutil.rmtree, state, ignore_errors=True)
+            files.write_json(os.path.join(bundle, "config.json"), spec)
+            info = {"bundle": bundle, "log_path": log_path,
+                    "tty": bool(spec["process"].get("terminal")),
+                    "cgroups_path": spec["linux"].get("cgroupsPath", "")}
+            files.write_json(os.path.join(state, files.RUNTIME), info)
+            undo.callback(self._abort_create, container_id)
+            pid = client.spawn(client.MonitorArgs(
+                container_id, bundle, state, self.runc.binary, self.runc.root, log_path,
+                info["cgroups_path"], tty=info["tty"], stdin=stdin), timeout)
+            undo.pop_all()
+        return pid
+
+    def _abort_create(self, container_id: str) -> None:
+        self._kill_monitor(container_id)
+        self.runc.delete(container_id)
+
+    def start(self, container_id: str) -> None:
+        st = self.status(container_id)
+        if st.state != State.CREATED:
+            raise precondition(f"container {container_id} is {st.state.name}, not CREATED")
+        # Stamped before `runc start` so that started_at <= finished_at even for instant exits.
+        started_at = time.time_ns()
+        self.runc.start(container_id)
+        files.write_json(os.path.join(self.monitor_dir(container_id), files.STARTED),
+                         {"started_at": started_at})
+
+    def stop(self, container_id: str, stop_signal: int = signal.SIGTERM,
+             timeout_s: float = 0) -> None:
+        """Send stop_signal, wait up to timeout_s for the exit, then SIGKILL every process.
+
+        api.proto: "StopContainer ... This call is idempotent, and must not return an error if
+        the container has already been stopped" -- an exited or unknown container is success."""
+        st = self.lookup(container_id)
+        if st is None or st.state in (State.EXITED, State.UNKNOWN):
+            return
+        if st.state == State.RUNNING and timeout_s > 0 and stop_signal != signal.SIGKILL:
+            # kill() is False when the init already died; the exit is then being recorded.
+            self.runc.kill(container_id, stop_signal)
+            if self.wait_exit(container_id, timeout_s) is not None:
+                return
+        self.runc.kill(container_id, signal.SIGKILL, all_processes=True)
+        if self.wait_exit(container_id, KILL_WAIT) is None:
+            raise deadline(f"container {container_id} did not exit {KILL_WAIT}s after SIGKILL")
+
+    def remove(self, container_id: str) -> None:
+        """Kill what still runs, delete it from runc, unmount and delete the bundle and state.
+
+        api.proto: "RemoveContainer ... If the container is running, the container must be
+        forcibly removed.  This call is idempotent, and must not return an error if the
+        container has already been removed." """
+        bundle, state = self.bundle_dir(container_id), self.monitor_dir(container_id)
+        owned_parent = self._owned_cgroup_parent(bundle)
+        self.runc.delete(container_id)
+        self._wait_monitor_gone(container_id, MONITOR_GRACE)
+        rootfs.unmount_rootfs(os.path.join(bundle, "rootfs"))
+        shutil.rmtree(bundle, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
+        if owned_parent:
+            cgroups.remove_empty(owned_parent)
+
+    @staticmethod
+    def _owned_cgroup_parent(bundle: str) -> str:
+        spec = files.read_json(os.path.join(bundle, "config.json")) or {}
+        return (spec.get("annotations") or {}).get(OWNED_CGROUP_PARENT, "")
+
+    # -- monitor process -----------------------------------------------------------------------
+
+    def _monitor(self, container_id: str) -> files.ProcRef | None:
+        path = os.path.join(self.monitor_dir(container_id), files.MONITOR)
+        return files.ProcRef.from_json(files.read_json(path))
+
+    def _kill_monitor(self, container_id: str) -> None:
+        ref = self._monitor(container_id)
+        if ref is not None and ref.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(ref.pid, signal.SIGKILL)
+
+    def _wait_monitor_gone(self, container_id: str, timeout: float) -> None:
+        ref = self._monitor(container_id)
+        end = time.monotonic() + timeout
+        while ref is not None and ref.alive() and time.monotonic() < end:
+            time.sleep(0.02)
+        self._kill_monitor(container_id)
+
+    # -- status and events ---------------------------------------------------------------------
+
+    def lookup(self, container_id: str) -> ContainerState | None:
+        """The container's state, None when this runtime has no such container."""
+        return read_state(container_id, self.monitor_dir(container_id))
+
+    def status(self, container_id: str) -> ContainerState:
+        st = self.lookup(container_id)
+        if st is None:
+            raise not_found(f"container {container_id} not found")
+        return st
+
+    def wait_exit(self, container_id: str, timeout: float) -> ContainerState | None:
+        """The EXITED state once the exit is recorded (log drained), None on timeout or if the
+        container is gone.  Polls: cheap file reads, 10 ms growing to 100 ms."""
+        end, pause = time.monotonic() + timeout, 0.01
+        while True:
+            st = self.lookup(container_id)
+            if st is None or st.state == State.EXITED:
+                return st
+            if time.monotonic() >= end:
+                return None
+            time.sleep(min(pause, max(0.0, end - time.monotonic())))
+            pause = min(pause * 2, 0.1)
+
+    def list_ids(self) -> list[str]:
+        try:
+            return sorted(n for n in os.listdir(self.state_dir)
+                          if _ID.match(n) and os.path.isdir(os.path.join(self.state_dir, n)))
+        except FileNotFoundError:
+            return []
+
+    def recover(self) -> list[ContainerState]:
+        """Every container this runtime (or runc under its root) knows, for a restarted shim.
+
+        Monitor files are the truth for exits; runc's list adds containers with no state dir
+        (reported UNKNOWN: the caller removes those it has no record of).  A container whose
+        monitor died while it ran stays RUNNING while its init lives, then reads EXITED with
+        reason Unknown: its exit was observed by nobody."""
+        known = {c["id"] for c in self.runc.list()}
+        states = [st for st in map(self.lookup, self.list_ids()) if st is not None]
+        seen = {s.id for s in states}
+        states += [ContainerState(cid, State.UNKNOWN, message="known to runc but has no monitor "
+                                  "state") for cid in sorted(known - seen)]
+        return states
+
+    def pid_namespace(self, container_id: str) -> str:
+        """/proc/<init>/ns/pid of a running container (for a pod's shared pid namespace)."""
+        st = self.status(container_id)
+        if st.state not in (State.CREATED, State.RUNNING) or not st.pid:
+            raise precondition(f"container {container_id} is not running")
+        return f"/proc/{st.pid}/ns/pid"
+
+    # -- exec, logs, resources, stats ----------------------------------------------------------
+
+    def _require_running(self, container_id: str) -> None:
+        st = self.status(container_id)
+        if st.state != State.RUNNING:
+            raise precondition(f"container {container_id} is not running "
+                               f"(state {st.state.name})")
+
+    def exec_sync(self, container_id: str, cmd: list[str],
+                  timeout_s: float = 0) -> execsync.ExecResult:
+        self._require_running(container_id)
+        return execsync.exec_sync(self.runc, container_id, list(cmd), timeout_s,
+                                  self.monitor_dir(container_id))
+
+    def reopen_log(self, container_id: str) -> None:
+        """Reopen the log file after the kubelet renamed it; FailedPrecondition if not running
+        (containerd rejects it the same way)."""
+        self._require_running(container_id)
+        client.reopen_log(container_id, self.monitor_dir(container_id))
+
+    def update_resources(self, container_id: str, linux_resources) -> None:
+        """Apply a runtime.v1 LinuxContainerResources to the live cgroup (`runc update`)."""
+        st = self.status(container_id)
+        if st.state not in (State.CREATED, State.RUNNING):
+            raise precondition(f"container {container_id} is {st.state.name}")
+        self.runc.update(container_id, resources.linux_resources(linux_resources))
+        self._record_resources(container_id, linux_resources)
+
+    def _record_resources(self, container_id: str, linux_resources) -> None:
+        """Keep config.json current: ContainerStatus reports resources from it."""
+        path = os.path.join(self.bundle_dir(container_id), "config.json")
+        spec = files.read_json(path)
+        if spec is None:
+            return
+        current = spec["linux"].setdefault("resources", {})
+        current.update(resources.linux_resources(linux_resources))
+        files.write_json(path, spec)
+
+    def stats(self, container_id: str) -> stats.CgroupStats | None:
+        """CPU and memory from the container's cgroup; None once the cgroup is gone."""
+        path = self._runtime_info(container_id).get("cgroups_path")
+        if not path:
+            self.status(container_id)  # NotFound for an unknown id
+            return None
+        return stats.read_stats(path)
+
+    def spec(self, container_id: str) -> dict:
+        """The container's config.json (user, resources, mounts for ContainerStatus)."""
+        spec = files.read_json(os.path.join(self.bundle_dir(container_id), "config.json"))
+        if spec is None:
+            raise not_found(f"container {container_id} has no bundle")
+        return spec

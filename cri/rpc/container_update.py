@@ -1,0 +1,21 @@
+"""UpdateContainerResources: apply new cgroup limits to a created or running container."""
+from __future__ import annotations
+
+from cri_api.v1 import api_pb2 as api
+from google.protobuf import json_format
+
+from .. import errors
+
+
+def update_container_resources(svc, req: api.UpdateContainerResourcesRequest
+                               ) -> api.UpdateContainerResourcesResponse:
+    if not req.HasField("linux"):
+        # Windows resources mean nothing here; nothing else to apply.
+        raise errors.invalid("UpdateContainerResources needs linux resources")
+    ctr = svc.containers.resolve(req.container_id)
+    with svc.containers.op_lock(ctr.id):
+        svc.runtime.update_resources(ctr.id, req.linux)
+        merged = dict(ctr.resources or {})
+        merged.update(json_format.MessageToDict(req.linux, preserving_proto_field_name=True))
+        svc.containers.update(ctr.id, resources=merged)
+    return api.UpdateContainerResourcesResponse()

@@ -1,0 +1,21 @@
+"""ExecSync: run a command in a running container and return its output (probes, hooks).
+
+The runtime's exec never hangs on a background child that keeps the pipes open: it
+stops reading a short drain time after the command itself exited.  A timeout is
+DEADLINE_EXCEEDED, which the kubelet reports as a probe timeout.
+"""
+from __future__ import annotations
+
+from cri_api.v1 import api_pb2 as api
+
+from .. import errors
+
+
+def exec_sync(svc, req: api.ExecSyncRequest) -> api.ExecSyncResponse:
+    if not req.cmd:
+        raise errors.invalid("ExecSync needs a command")
+    if req.timeout < 0:
+        raise errors.invalid("ExecSync timeout must not be negative")
+    ctr = svc.containers.resolve(req.container_id)
+    res = svc.runtime.exec_sync(ctr.id, list(req.cmd), req.timeout)
+    return api.ExecSyncResponse(stdout=res.stdout, stderr=res.stderr, exit_code=res.exit_code)

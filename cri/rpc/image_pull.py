@@ -1,0 +1,15 @@
+"""PullImage: ``pull_image(svc, req) -> PullImageResponse``.
+
+``image_ref`` in the response is the image ID (``sha256:<config digest>``), as containerd
+returns it; the kubelet stores it as the container's image ref.  Credentials come from
+``req.auth`` (username/password, ``auth``, identity or registry token).
+"""
+from __future__ import annotations
+
+from cri_api.v1 import api_pb2 as api
+
+
+def pull_image(svc, req: api.PullImageRequest) -> api.PullImageResponse:
+    auth = req.auth if req.HasField("auth") else None
+    image = svc.images.pull(req.image.image, auth=auth)
+    return api.PullImageResponse(image_ref=image.id)

@@ -1,0 +1,104 @@
+"""RunPodSandbox: pinned namespaces, pod files, CNI ADD, sysctls — all or nothing."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import secrets
+import shutil
+
+from cri_api.v1 import api_pb2 as api
+
+from .. import errors
+from ..sandbox import files, namespaces, sysctl
+from ..store.records import POD_NOTREADY, POD_READY, PodRecord, now_ns
+from . import events
+
+log = logging.getLogger(__name__)
+RUNTIME_HANDLERS = ("", "runc")
+
+
+def run_pod_sandbox(svc, req: api.RunPodSandboxRequest) -> api.RunPodSandboxResponse:
+    pod = _run(svc, req.config, req.runtime_handler)
+    return api.RunPodSandboxResponse(pod_sandbox_id=pod.id)
+
+
+def sandbox_name(md: api.PodSandboxMetadata) -> str:
+    """containerd's makeSandboxName: unique per pod and attempt."""
+    return "_".join([md.name, md.namespace, md.uid, str(md.attempt)])
+
+
+def validate(config: api.PodSandboxConfig, handler: str) -> None:
+    md = config.metadata
+    if not (md.name and md.namespace and md.uid):
+        raise errors.invalid("pod sandbox metadata needs name, namespace and uid")
+    if handler not in RUNTIME_HANDLERS:
+        raise errors.invalid(f"runtime handler {handler!r} is not configured (have runc)")
+    if config.log_directory and not os.path.isabs(config.log_directory):
+        raise errors.invalid(f"log_directory {config.log_directory!r} must be absolute")
+
+
+def _run(svc, config: api.PodSandboxConfig, handler: str) -> PodRecord:
+    """No op lock is needed: the pod becomes visible to other RPCs (and so can be
+    stopped or removed) only by the final ``put``, after everything succeeded."""
+    validate(config, handler)
+    ns = config.linux.security_context.namespace_options
+    host_net, host_ipc = ns.network == api.NODE, ns.ipc == api.NODE
+    net_sysctls, _ = sysctl.split(dict(config.linux.sysctls), host_net, host_ipc, host_net)
+    pod_id = secrets.token_hex(32)
+    name = sandbox_name(config.metadata)
+    with contextlib.ExitStack() as undo:
+        svc.pod_names.reserve(name, pod_id)
+        undo.callback(svc.pod_names.release, name)
+        pod_dir = svc.pods.dir_of(pod_id)
+        ns_dir = os.path.join(svc.config.ns_dir, pod_id)
+        # Every path is fixed before anything exists, and the record naming them is persisted
+        # (not yet listed) first: after a crash from here on, recovery finds a NOTREADY pod
+        # whose Stop/Remove undo whatever was made (all of those steps are idempotent).
+        rec = PodRecord(id=pod_id, name=name, config=config, state=POD_NOTREADY, created_at=now_ns(),
+                        runtime_handler=handler, pod_dir=pod_dir, cgroup_parent=config.linux.cgroup_parent,
+                        netns="" if host_net else os.path.join(namespaces.NETNS_DIR, namespaces.netns_name(pod_id)),
+                        ipc_ns="" if host_ipc else os.path.join(ns_dir, "ipc"),
+                        uts_ns="" if host_net else os.path.join(ns_dir, "uts"),
+                        shm="" if host_ipc else os.path.join(pod_dir, "shm"))
+        svc.pods.put(rec, visible=False)
+        undo.callback(_best_effort, svc.pods.delete, pod_id)
+        files.write_pod_files(pod_dir, config, host_net, svc.config.default_resolv_conf)
+        if rec.netns:
+            namespaces.create_netns(rec.netns_name)
+            undo.callback(_best_effort, namespaces.remove_netns, rec.netns_name)
+        undo.callback(_best_effort, shutil.rmtree, ns_dir, True)     # runs after the unpins below
+        namespaces.pin_ipc_uts(rec.ipc_ns, rec.uts_ns, files.hostname_for(config, host_net))
+        undo.callback(_best_effort, namespaces.unpin, rec.ipc_ns)
+        undo.callback(_best_effort, namespaces.unpin, rec.uts_ns)
+        if rec.shm:
+            files.mount_shm(pod_dir)
+            undo.callback(_best_effort, files.unmount_shm, rec.shm)
+        if ns.pid == api.POD:
+            holder, pid_ns = namespaces.start_pid_holder(ns_dir)
+            undo.callback(_best_effort, namespaces.stop_pid_holder, holder)
+            rec = _replace(rec, pid_holder=holder, pid_ns=pid_ns)
+        if rec.netns:
+            network, ips = svc.network.setup(pod_id, rec.netns, config)
+            undo.callback(_best_effort, svc.network.teardown, pod_id, rec.netns, config, network)
+            sysctl.apply_in_netns(rec.netns_name, net_sysctls)
+            rec = _replace(rec, network=network, ips=tuple(ips))
+        rec = svc.pods.put(_replace(rec, state=POD_READY))
+        undo.pop_all()
+    events.publish(svc, pod_id, pod_id, events.CREATED)
+    events.publish(svc, pod_id, pod_id, events.STARTED)
+    log.info("pod %s (%s) ready, ips %s", pod_id[:12], name, ", ".join(rec.ips) or "-")
+    return rec
+
+
+def _replace(rec: PodRecord, **changes) -> PodRecord:
+    return dataclasses.replace(rec, **changes)
+
+
+def _best_effort(fn, *args) -> None:
+    """Undo steps must all run: one failing is logged, not raised over the others."""
+    try:
+        fn(*args)
+    except Exception:  # noqa: BLE001
+        log.exception("undoing a failed RunPodSandbox: %s failed", getattr(fn, "__name__", fn))

@@ -1,0 +1,52 @@
+"""StopPodSandbox: stop every container, CNI DEL (always attempted), drop the netns."""
+from __future__ import annotations
+
+import logging
+
+from cri_api.v1 import api_pb2 as api
+
+from ..sandbox import namespaces
+from ..store.records import POD_NOTREADY, PodRecord
+from . import container_stop, events
+
+log = logging.getLogger(__name__)
+
+
+def stop_pod_sandbox(svc, req: api.StopPodSandboxRequest) -> api.StopPodSandboxResponse:
+    # "StopPodSandbox ... This call is idempotent, and must not return an error if
+    # all relevant resources have already been reclaimed." (api.proto, RuntimeService):
+    # a pod we do not know is such a pod.
+    pod = svc.pods.find(req.pod_sandbox_id)
+    if pod is not None:
+        stop(svc, pod)
+    return api.StopPodSandboxResponse()
+
+
+def stop(svc, pod: PodRecord) -> PodRecord:
+    with svc.pods.op_lock(pod.id):
+        pod = svc.pods.get(pod.id) or pod
+        # "If there are any running containers in the sandbox, they must be forcibly terminated."
+        for ctr in svc.pod_containers(pod.id):
+            container_stop.stop(svc, ctr, timeout=0)
+        was_ready = pod.state != POD_NOTREADY
+        if pod.state != POD_NOTREADY:
+            pod = svc.pods.update(pod.id, state=POD_NOTREADY)
+        _teardown_network(svc, pod)
+    if was_ready:
+        events.publish(svc, pod.id, pod.id, events.STOPPED)
+    return pod
+
+
+def _teardown_network(svc, pod: PodRecord) -> None:
+    """DEL even when the netns is already gone (reboot, crash): the plugins must still
+    release the pod's IPs (containerd/cri#948).  On failure the netns and the record's
+    network stay, so the kubelet's next StopPodSandbox retries the DEL."""
+    if pod.host_network:
+        return
+    if not (pod.network or pod.netns):
+        return                               # torn down by an earlier Stop
+    netns = pod.netns if namespaces.netns_exists(pod.netns) else ""
+    svc.network.teardown(pod.id, netns, pod.config, pod.network)
+    if pod.netns_name:
+        namespaces.remove_netns(pod.netns_name)
+    svc.pods.update(pod.id, network="", netns="")

@@ -1,0 +1,146 @@
+"""ContainerStats, ListContainerStats, PodSandboxStats, ListPodSandboxStats.
+
+The kubelet uses these for every endpoint other than CRI-O's (UsingLegacyCadvisorStats),
+so they feed eviction and the summary API.  CPU and memory come from the container's
+cgroup (the runtime reads it, no runc call); a pod's figures are the sum of its
+containers'; the writable layer is the size of the overlay upper dir; network counters
+are read from the pod's netns by a short-lived `ip -n <ns> -s -j link` child.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+
+from cri_api.v1 import api_pb2 as api
+
+from .. import errors
+from ..oci import cgroups
+from ..store import filters
+from ..store.records import POD_READY, RUNNING, now_ns
+
+log = logging.getLogger(__name__)
+
+
+def container_stats(svc, req: api.ContainerStatsRequest) -> api.ContainerStatsResponse:
+    ctr = svc.containers.resolve(req.container_id)
+    return api.ContainerStatsResponse(stats=_container(svc, ctr))
+
+
+def list_container_stats(svc, req: api.ListContainerStatsRequest) -> api.ListContainerStatsResponse:
+    f = req.filter if req.HasField("filter") else None
+    ctrs = filters.containers(svc.containers.list(), svc.containers, svc.pods, f)
+    # Like containerd: stats of containers that run (exited ones have no cgroup left).
+    return api.ListContainerStatsResponse(stats=[_container(svc, c) for c in ctrs if c.state == RUNNING])
+
+
+def pod_sandbox_stats(svc, req: api.PodSandboxStatsRequest) -> api.PodSandboxStatsResponse:
+    pod = svc.pods.resolve(req.pod_sandbox_id)
+    return api.PodSandboxStatsResponse(stats=_pod(svc, pod))
+
+
+def list_pod_sandbox_stats(svc, req: api.ListPodSandboxStatsRequest) -> api.ListPodSandboxStatsResponse:
+    f = req.filter if req.HasField("filter") else None
+    pods = filters.pods(svc.pods.list(), svc.pods, f)
+    return api.ListPodSandboxStatsResponse(stats=[_pod(svc, p) for p in pods])
+
+
+def _container(svc, ctr) -> api.ContainerStats:
+    st = api.ContainerStats(attributes=api.ContainerAttributes(
+        id=ctr.id, metadata=ctr.config.metadata, labels=ctr.config.labels,
+        annotations=ctr.config.annotations))
+    cg = svc.runtime.stats(ctr.id) if ctr.state == RUNNING else None
+    if cg is not None:
+        _fill_cpu_mem(st.cpu, st.memory, cg.timestamp_ns, cg.cpu_usage_ns, cg)
+    used, inodes = _upper_usage(os.path.join(svc.runtime.bundle_dir(ctr.id), "upper"))
+    st.writable_layer.timestamp = now_ns()
+    st.writable_layer.fs_id.mountpoint = svc.config.containers_dir
+    st.writable_layer.used_bytes.value = used
+    st.writable_layer.inodes_used.value = inodes
+    return st
+
+
+def _fill_cpu_mem(cpu: api.CpuUsage, mem: api.MemoryUsage, ts: int, cpu_ns: int, cg) -> None:
+    cpu.timestamp = ts
+    cpu.usage_core_nano_seconds.value = cpu_ns
+    mem.timestamp = ts
+    mem.working_set_bytes.value = cg.memory_working_set_bytes
+    mem.usage_bytes.value = cg.memory_usage_bytes
+    mem.rss_bytes.value = cg.memory_rss_bytes
+    mem.page_faults.value = cg.page_faults
+    mem.major_page_faults.value = cg.major_page_faults
+
+
+def _pod(svc, pod) -> api.PodSandboxStats:
+    st = api.PodSandboxStats(attributes=api.PodSandboxAttributes(
+        id=pod.id, metadata=pod.config.metadata, labels=pod.config.labels,
+        annotations=pod.config.annotations))
+    ctrs = [_container(svc, c) for c in svc.pod_containers(pod.id) if c.state == RUNNING]
+    linux = st.linux
+    linux.containers.extend(ctrs)
+    ts = now_ns()
+    linux.cpu.timestamp = linux.memory.timestamp = ts
+    for c in ctrs:
+        linux.cpu.usage_core_nano_seconds.value += c.cpu.usage_core_nano_seconds.value
+        linux.memory.working_set_bytes.value += c.memory.working_set_bytes.value
+        linux.memory.usage_bytes.value += c.memory.usage_bytes.value
+        linux.memory.rss_bytes.value += c.memory.rss_bytes.value
+        linux.memory.page_faults.value += c.memory.page_faults.value
+        linux.memory.major_page_faults.value += c.memory.major_page_faults.value
+    linux.process.timestamp = ts
+    linux.process.process_count.value = sum(_process_count(svc, c.attributes.id) for c in ctrs)
+    if pod.netns_name and pod.state == POD_READY:
+        _network(linux.network, pod.netns_name, ts)
+    return st
+
+
+def _process_count(svc, ctr_id: str) -> int:
+    try:
+        path = svc.runtime.spec(ctr_id)["linux"]["cgroupsPath"]
+    except (errors.CriError, KeyError):
+        return 0
+    d = cgroups.controller_dir("pids", path) or cgroups.controller_dir("", path)
+    try:
+        with open(os.path.join(d, "pids.current")) as f:
+            return int(f.read())
+    except (OSError, TypeError, ValueError):
+        return 0
+
+
+def _network(net: api.NetworkUsage, netns: str, ts: int) -> None:
+    try:
+        out = subprocess.run(["ip", "-n", netns, "-s", "-j", "link", "show"], capture_output=True,
+                             text=True, timeout=5)
+        links = json.loads(out.stdout or "[]")
+    except (subprocess.TimeoutExpired, ValueError) as exc:
+        log.warning("network stats of %s: %s", netns, exc)
+        return
+    net.timestamp = ts
+    for link in links:
+        if link.get("ifname") == "lo":
+            continue
+        s = link.get("stats64") or {}
+        iface = api.NetworkInterfaceUsage(name=link.get("ifname", ""))
+        iface.rx_bytes.value = s.get("rx", {}).get("bytes", 0)
+        iface.rx_errors.value = s.get("rx", {}).get("errors", 0)
+        iface.tx_bytes.value = s.get("tx", {}).get("bytes", 0)
+        iface.tx_errors.value = s.get("tx", {}).get("errors", 0)
+        if iface.name == "eth0":
+            net.default_interface.CopyFrom(iface)
+        net.interfaces.append(iface)
+
+
+def _upper_usage(upper: str) -> tuple[int, int]:
+    """(bytes, inodes) of the container's writable layer; (0, 0) when it has none."""
+    if not upper or not os.path.isdir(upper):
+        return 0, 0
+    used = inodes = 0
+    for root, dirs, files in os.walk(upper):
+        inodes += len(dirs) + len(files)
+        for name in files:
+            try:
+                used += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return used, inodes

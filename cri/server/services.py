@@ -1,0 +1,67 @@
+"""Everything an RPC handler needs, built once per server: the ``svc`` argument
+of every cri/rpc handler."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from typing import Any, Optional
+
+from ..config import Config
+from ..sandbox.network import PodNetwork
+from ..store import atomic
+from ..store.events import EventBus
+from ..store.records import ContainerRecord, PodRecord
+from ..store.registrar import Registrar
+from ..store.store import RecordStore
+
+
+class RuntimeState:
+    """What UpdateRuntimeConfig sets (the node's pod CIDR), persisted so a restart
+    reports the same; see README "UpdateRuntimeConfig" for what it affects."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            self.pod_cidr = atomic.read_json(path).get("pod_cidr", "")
+        except (OSError, ValueError):
+            self.pod_cidr = ""
+
+    def set_pod_cidr(self, cidr: str) -> None:
+        with self._lock:
+            atomic.write_json(self.path, {"pod_cidr": cidr})
+            self.pod_cidr = cidr
+
+
+@dataclasses.dataclass
+class Services:
+    config: Config
+    pods: RecordStore
+    containers: RecordStore
+    pod_names: Registrar
+    ctr_names: Registrar
+    network: PodNetwork
+    events: EventBus
+    state: RuntimeState
+    images: Any = None        # cri.images.service.ImageService
+    runtime: Any = None       # cri.oci.runtime.ContainerRuntime
+    watcher: Any = None       # cri.oci.watch.ExitWatcher: container exits -> records, events
+
+    @classmethod
+    def create(cls, cfg: Config, images: Optional[Any] = None, runtime: Optional[Any] = None) -> "Services":
+        os.makedirs(cfg.state_dir, mode=0o711, exist_ok=True)
+        return cls(config=cfg,
+                   pods=RecordStore(cfg.pods_dir, "pod sandbox", PodRecord.from_dict),
+                   containers=RecordStore(cfg.containers_dir, "container", ContainerRecord.from_dict),
+                   pod_names=Registrar(), ctr_names=Registrar(), network=PodNetwork(cfg),
+                   events=EventBus(), state=RuntimeState(os.path.join(cfg.state_dir, "runtime.json")),
+                   images=images, runtime=runtime)
+
+    def close(self) -> None:
+        """Stop background threads (the exit watcher); containers keep running."""
+        if self.watcher is not None:
+            self.watcher.close()
+
+    def pod_containers(self, pod_id: str) -> list[ContainerRecord]:
+        return [c for c in self.containers.list() if c.pod_id == pod_id]

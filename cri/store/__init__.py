@@ -1,0 +1,1 @@
+"""Shim state: persisted pod/container records, the name registrar, List filters, events."""

@@ -1,0 +1,106 @@
+"""Container logs in the CRI format, log reopening, ExecSync."""
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+
+from cri.errors import CriError
+from rtfixtures import busybox_rootfs, env, needs_runc, read_log  # noqa: F401 - fixtures
+
+pytestmark = [pytest.mark.root, needs_runc]
+
+LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) (P|F) (.*)$")
+
+
+def test_log_format_streams_and_long_lines(env):
+    # 40000 bytes without newline, then a newline: 16384 + 16384 as P, the rest as F.
+    cid, log = env.run(["sh", "-c", "echo out; echo err >&2; head -c 40000 /dev/zero | tr '\\0' x;"
+                        " echo; printf 'no newline'"])
+    with open(log) as f:
+        lines = [LINE.match(line.rstrip("\n")) for line in f]
+    assert all(lines), "every line is <RFC3339Nano> <stream> <P|F> <msg>"
+    got = [(m.group(1), m.group(2), len(m.group(3))) for m in lines]
+    assert ("stdout", "F", 3) in got and ("stderr", "F", 3) in got
+    long = [g for g in got if g[2] >= 16384 or g[2] == 40000 - 2 * 16384]
+    assert long == [("stdout", "P", 16384), ("stdout", "P", 16384), ("stdout", "F", 40000 - 32768)]
+    assert got[-1] == ("stdout", "P", len("no newline"))  # unterminated at EOF: partial
+    assert read_log(log, "stderr") == ["err\n"]
+
+
+def test_tty_output_is_stdout(env):
+    cid, log = env.run(["sh", "-c", "tty; echo to-stderr >&2"], tty=True)
+    lines = read_log(log)
+    assert lines[0].startswith("/dev/pts/") and "to-stderr\n" in lines
+    assert read_log(log, "stderr") == []
+
+
+def test_reopen_log_after_rename(env):
+    cid, log = env.create(env.config(
+        ["sh", "-c", "i=0; while true; do echo line$i; i=$((i+1)); sleep 0.05; done"]))
+    env.rt.start(cid)
+    _wait(lambda: len(read_log(log)) >= 2)
+    os.rename(log, log + ".1")
+    env.rt.reopen_log(cid)
+    _wait(lambda: os.path.exists(log) and len(read_log(log)) >= 2)
+    old, new = read_log(log + ".1"), read_log(log)
+    n_old, n_new = int(old[-1][4:]), int(new[0][4:])
+    assert n_new == n_old + 1, "no line lost or duplicated across the reopen"
+    env.rt.stop(cid, 9, 0)
+    with pytest.raises(CriError) as e:
+        env.rt.reopen_log(cid)
+    assert e.value.code.name == "FAILED_PRECONDITION"
+
+
+def test_logs_written_until_exit_are_complete(env):
+    cid, log = env.run(["sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo l$i; i=$((i+1)); done"])
+    assert read_log(log) == [f"l{i}\n" for i in range(2000)]
+
+
+def test_exec_sync_output_exit_code_and_timeout(env):
+    cid, _ = env.create(env.config(["sleep", "100"]))
+    env.rt.start(cid)
+    r = env.rt.exec_sync(cid, ["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert (r.stdout, r.stderr, r.exit_code) == (b"out\n", b"err\n", 3)
+    started = time.monotonic()
+    with pytest.raises(CriError) as e:
+        env.rt.exec_sync(cid, ["sleep", "30"], timeout_s=1)
+    assert e.value.code.name == "DEADLINE_EXCEEDED"
+    assert time.monotonic() - started < 5
+    assert "sleep 30" not in _ps(env, cid), "the timed-out process was killed"
+    with pytest.raises(CriError, match="not found|no such file"):
+        env.rt.exec_sync(cid, ["/no/such/cmd"])
+
+
+def test_exec_sync_does_not_hang_on_background_child(env):
+    cid, _ = env.create(env.config(["sleep", "100"]))
+    env.rt.start(cid)
+    started = time.monotonic()
+    r = env.rt.exec_sync(cid, ["sh", "-c", "sleep 60 & echo started"], timeout_s=30)
+    assert time.monotonic() - started < 5
+    assert (r.stdout, r.exit_code) == (b"started\n", 0)
+
+
+def test_exec_sync_needs_running_container(env):
+    cid, _ = env.run(["true"])
+    with pytest.raises(CriError) as e:
+        env.rt.exec_sync(cid, ["true"])
+    assert e.value.code.name == "FAILED_PRECONDITION"
+
+
+def _ps(env, cid) -> str:
+    return env.rt.exec_sync(cid, ["ps", "-o", "args"]).stdout.decode()
+
+
+def _wait(predicate, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if predicate():
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
