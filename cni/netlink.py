@@ -31,6 +31,7 @@ __all__ = ["NetlinkError", "GONE", "host", "netns", "netns_exists", "find_link",
 
 _warm: Optional[threading.local] = None
 _batcher = None  # set by batch_deletions()
+_socket_opener = None  # set by open_sockets_with()
 
 
 def keep_warm() -> None:
@@ -65,13 +66,30 @@ def host() -> Iterator[IPRoute]:
     _warm.ipr = ipr
 
 
+def open_sockets_with(opener) -> None:
+    """Let ``opener.open_socket(ns_fd)`` make pod-namespace sockets (the daemon's
+    single-threaded broker, cni.daemon.nsbroker); None goes back to pyroute2's fork."""
+    global _socket_opener
+    _socket_opener = opener
+
+
+def _brokered(fd: int, path: str) -> Optional[IPRoute]:
+    if _socket_opener is None:
+        return None
+    try:
+        sock = _socket_opener.open_socket(fd)
+    except OSError as exc:
+        raise CniError(Code.INVALID_NETNS, "cannot open a socket in netns", f"{path}: {exc}") from None
+    return IPRoute(use_socket=sock) if sock is not None else None
+
+
 @contextlib.contextmanager
 def netns(path: str) -> Iterator[IPRoute]:
     """An IPRoute bound to the namespace at ``path`` (which must exist).
 
     pyroute2 opens the socket in a forked child that does the setns() and hands
-    the fd back, so no thread of ours -- in the long-lived daemon least of all --
-    ever switches namespace.  Passing our own fd (not the path) pins the
+    the fd back (the daemon uses its single-threaded broker for the same), so no
+    thread of ours -- in the long-lived daemon least of all -- ever switches namespace.  Passing our own fd (not the path) pins the
     namespace for the call and keeps pyroute2 from *creating* one (its default
     flags include O_CREAT)."""
     try:
@@ -79,7 +97,7 @@ def netns(path: str) -> Iterator[IPRoute]:
     except FileNotFoundError:
         raise CniError(Code.INVALID_NETNS, "netns does not exist", path) from None
     try:
-        ipr = IPRoute(netns=fd)
+        ipr = _brokered(fd, path) or IPRoute(netns=fd)
     finally:
         os.close(fd)
     try:

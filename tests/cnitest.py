@@ -13,7 +13,10 @@ import sys
 import time
 import uuid
 
+import pytest
+
 REFERENCE_PLUGIN_DIR = "/usr/lib/cni"
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from cnitest import (REFERENCE_PLUGIN_DIR, Daemon, Network, _ip, dispatch_in_process,  # noqa: F401
-                     host_snapshot, leases, run_plugin, unique)
+                     host_snapshot, leases, needs_root, run_plugin, unique)
 
 IS_ROOT = os.geteuid() == 0
 
@@ -22,7 +22,6 @@ IS_ROOT = os.geteuid() == 0
 # "conftest" and shadow this one for every `from conftest import ...`.
 pytest_plugins = ["imagefixtures", "crifixtures"]   # crifixtures: the CRI shim e2e fixtures
 
-needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root")
 
 
 @pytest.fixture
