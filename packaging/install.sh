@@ -9,8 +9,8 @@ LIBDIR="$PREFIX/lib/podwire"
 VENV="$DESTDIR$LIBDIR/venv"
 CONFLIST="$DESTDIR$CNI_CONF_DIR/10-podwire.conflist"
 : "${UNIT_DIR:=/etc/systemd/system}"
-COMMANDS=(podwire-cnid podwire-cri podwire-ctl)   # linked into $PREFIX/bin
-UNITS=(podwire-cnid.service podwire-cri.service)  # from packaging/systemd, @PREFIX@ substituted
+COMMANDS=(podwire-cnid podwire-cri podwire-ctl podwire-netpol)   # linked into $PREFIX/bin
+UNITS=(podwire-cnid.service podwire-cri.service podwire-netpol.service)  # from packaging/systemd, @PREFIX@ substituted
 CRI_TOML="$DESTDIR/etc/podwire/cri.toml"
 systemd_running() { [ -z "$DESTDIR" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; }
 
@@ -52,6 +52,8 @@ install)
   ;;
 uninstall)
   if systemd_running; then systemctl disable --now "${UNITS[@]}" 2>/dev/null || true; fi
+  # Stopping the policy agent leaves its programs enforcing; uninstalling removes them.
+  if [ -z "$DESTDIR" ] && [ -x "$VENV/bin/podwire-netpol" ]; then "$VENV/bin/podwire-netpol" teardown || true; fi
   for unit in "${UNITS[@]}"; do rm -f "$DESTDIR$UNIT_DIR/$unit"; done
   for cmd in "${COMMANDS[@]}"; do rm -f "$DESTDIR$PREFIX/bin/$cmd"; done
   if systemd_running; then systemctl daemon-reload; fi

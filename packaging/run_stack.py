@@ -37,8 +37,11 @@ class Daemon:
 
 
 def stack(prefix: str) -> list[Daemon]:
-    """In start order; a later milestone appends podwire-netpol."""
+    """In start order."""
     return [
+        # The policy agent first: a pod wired before it answers would start unregistered (the CNI
+        # hook skips a missing agent), i.e. without the isolation its policies ask for.
+        Daemon("podwire-netpol", [f"{prefix}/bin/podwire-netpol", "serve"], "/run/podwire/netpol.sock"),
         Daemon("podwire-cnid", [f"{prefix}/bin/podwire-cnid", "serve"], "/run/podwire/cni.sock"),
         # The CRI shim with its embedded defaults (/etc/podwire/cri.toml if installed); its
         # containers' monitors outlive it, so stopping the stack stops no container.

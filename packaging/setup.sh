@@ -12,6 +12,7 @@ APT_PACKAGES=(
   runc                                  # the OCI runtime under podwire-cri
   docker-registry skopeo umoci busybox-static  # a real local registry and test images for e2e tests
   containerd                            # the baseline CRI runtime in benchmarks
+  python3-bpfcc linux-headers-amd64     # netpol: bcc compiles the tc programs against kernel headers
 )
 VENV=${VENV:-.venv}
 
@@ -26,6 +27,24 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# bcc finds kernel headers at /lib/modules/$(uname -r)/{build,source}.  A kernel without a headers
+# package of its own (a VM's custom kernel) gets Debian's amd64 ones: the netpol programs use only
+# UAPI definitions and plain map types, so those headers compile programs this kernel loads.
+kdir="/lib/modules/$(uname -r)"
+shopt -s nullglob
+amd64_headers=(/usr/src/linux-headers-*-amd64) common_headers=(/usr/src/linux-headers-*-common)
+shopt -u nullglob
+if [ ! -e "$kdir/build" ] && [ ${#amd64_headers[@]} -gt 0 ]; then
+  mkdir -p "$kdir"
+  ln -sfn "${amd64_headers[-1]}" "$kdir/build"
+  echo "setup: $kdir/build -> ${amd64_headers[-1]}"
+fi
+if [ ! -e "$kdir/source" ] && [ ${#common_headers[@]} -gt 0 ]; then
+  mkdir -p "$kdir"
+  ln -sfn "${common_headers[-1]}" "$kdir/source"
+  echo "setup: $kdir/source -> ${common_headers[-1]}"
+fi
+
 # Debian's python (not a pyenv one): bcc's python3-bpfcc lives in its dist-packages.
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
@@ -38,3 +57,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/pip" install -q -e '.[test]'
   touch "$stamp"
 fi
+
+# podwire's own gRPC APIs (proto/*.proto -> proto/*_pb2*.py); only what is out of date.
+"$VENV/bin/python" -m proto.compile

@@ -1,0 +1,91 @@
+"""The CNI hook socket: pod registration for the `podwire` CNI plugin, standard library only.
+
+The plugin's executable must start with the standard library alone (no grpc,
+no protobuf: see the CNI fast-path issue), so it cannot speak gRPC.  It talks
+this one-line JSON protocol instead, on a second unix socket next to the gRPC
+one; both go through the same Agent methods.  The client is
+cni/plugin/netpol.py, which must be kept in sync with this module.
+
+    -> {"op": "add", "namespace": "x", "name": "a", "containerID": "...",
+        "interface": "pw0123456789ab", "ips": ["10.85.0.5/24", ...]}
+    -> {"op": "del", "interface": "pw0123456789ab"}
+    <- {"ok": true, "endpointID": 7}  |  {"ok": false, "code": "FAILED_PRECONDITION", "error": "..."}
+
+`add` sets the pod's interface, addresses and container ID (labels and named
+ports come from the CRI shim or the Kubernetes source, keyed by namespace and
+name); programs are attached before the reply, so the pod is isolated before
+CNI ADD returns.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socketserver
+import threading
+
+from ..errors import InvalidArgument, NetpolError
+from ..model import Pod
+from .core import Agent
+from .server import status_of
+
+log = logging.getLogger("podwire.netpol")
+MAX_REQUEST = 64 * 1024
+
+
+def handle(agent: Agent, request: dict) -> dict:
+    op = request.get("op")
+    if op == "add":
+        pod = Pod(namespace=request.get("namespace", ""), name=request.get("name", ""),
+                  ips=tuple(ip.split("/")[0] for ip in request.get("ips", [])),
+                  interface=request.get("interface", ""), container_id=request.get("containerID", ""))
+        view = agent.upsert_endpoint(pod, {"ips", "interface", "container_id"})
+        return {"ok": True, "endpointID": view.ep_id}
+    if op == "del":
+        return {"ok": True, "removed": agent.remove_endpoint(interface=request.get("interface", ""))}
+    raise InvalidArgument(f"unknown op {op!r}")
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        try:
+            line = self.rfile.readline(MAX_REQUEST)
+            reply = handle(self.server.agent, json.loads(line))
+        except (ValueError, AttributeError) as exc:  # not JSON, or not an object
+            reply = {"ok": False, "code": "INVALID_ARGUMENT", "error": f"bad request: {exc}"}
+        except Exception as exc:  # noqa: BLE001 - the boundary of this protocol
+            if not isinstance(exc, NetpolError):
+                log.exception("CNI hook request failed")
+            reply = {"ok": False, "code": status_of(exc).name, "error": str(exc)}
+        self.wfile.write(json.dumps(reply).encode() + b"\n")
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+class CniHookServer:
+    def __init__(self, agent: Agent, path: str):
+        self.path = path
+        if os.path.exists(path):
+            os.unlink(path)  # only one agent per node; serve.py checked the gRPC socket first
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        old = os.umask(0o077)
+        try:
+            self._server = _Server(path, _Handler)
+        finally:
+            os.umask(old)
+        self._server.agent = agent
+        self._thread = threading.Thread(target=self._server.serve_forever, name="netpol-cni-hook", daemon=True)
+
+    def start(self) -> "CniHookServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass

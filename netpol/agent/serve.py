@@ -1,0 +1,80 @@
+"""`podwire-netpol serve`: run the agent until SIGTERM/SIGINT.
+
+Stopping the agent leaves enforcement in place: programs stay attached and
+maps pinned; the next agent picks up from the pinned maps and its store.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+
+from .cnihook import CniHookServer
+from .core import Agent
+from .server import create_server
+from .store import Store
+
+log = logging.getLogger("podwire.netpol")
+GC_INTERVAL = 10.0
+
+
+def serve(opts) -> int:
+    from ..datapath.kernel import KernelDatapath
+
+    logging.basicConfig(level=logging.DEBUG if opts.verbose else logging.INFO,
+                        format="%(asctime)s netpol %(levelname)s %(message)s")
+    agent = Agent(KernelDatapath(opts.pin_dir), Store(opts.state_dir))
+    agent.start()
+    os.makedirs(os.path.dirname(opts.socket), exist_ok=True)
+    old = os.umask(0o077)  # the socket is root's only
+    try:
+        server, _ = create_server(agent, f"unix:{opts.socket}")
+        server.start()
+    finally:
+        os.umask(old)
+    hook = CniHookServer(agent, opts.cni_socket).start()
+    sources = _start_sources(agent, opts)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("serving on %s (CNI hook %s), maps in %s", opts.socket, opts.cni_socket, opts.pin_dir)
+    _sd_notify("READY=1")
+    try:
+        while not stop.wait(GC_INTERVAL):
+            for key in agent.gc():
+                log.info("endpoint %s: host interface gone, removed", key)
+    finally:
+        for source in sources:
+            source.stop()
+        hook.stop()
+        server.stop(grace=1).wait()
+        try:
+            os.unlink(opts.socket)
+        except FileNotFoundError:
+            pass
+        agent.close()
+    return 0
+
+
+def _start_sources(agent: Agent, opts) -> list:
+    sources = []
+    if opts.watch_dir:
+        from ..sources.files import DirectorySource
+        sources.append(DirectorySource(agent, opts.watch_dir).start())
+    if opts.kubernetes:
+        from ..sources.kube import KubeSource
+        sources.append(KubeSource.from_config(agent, kubeconfig=opts.kubeconfig, node_name=opts.node_name).start())
+    return sources
+
+
+def _sd_notify(message: str) -> None:
+    """systemd Type=notify readiness, without a dependency."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(message.encode(), path)

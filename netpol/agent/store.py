@@ -1,0 +1,123 @@
+"""The agent's own record of pods, namespaces and policies, persisted under a state directory.
+
+The pinned BPF maps are the truth for what is enforced now; this store is the
+truth for *why* (the objects).  On restart the agent recompiles from the store
+and syncs the maps, changing nothing if nothing changed.
+
+Layout: namespaces.json, endpoints.json and one policies/<namespace>_<name>.json
+per policy, so a change rewrites only what changed (a 10,000-rule policy is not
+rewritten because a pod came up).  Every file is replaced atomically (temp
+file, fsync, rename).  Records are immutable and replaced on change, which
+makes a State snapshot a cheap shallow copy.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Optional
+
+from ..model import NamedPort, NetworkPolicy, Pod, World
+from ..parse import parse_policy
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyRecord:
+    policy: NetworkPolicy
+    manifest: dict   # the object as applied
+    source: str
+    cookie: int      # index of its counter in pw_policy_stats
+
+
+@dataclasses.dataclass(frozen=True)
+class EndpointRecord:
+    pod: Pod
+    ep_id: int = 0   # datapath id while the pod has an interface on this node
+
+
+@dataclasses.dataclass
+class State:
+    namespaces: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    endpoints: dict[str, EndpointRecord] = dataclasses.field(default_factory=dict)
+    policies: dict[str, PolicyRecord] = dataclasses.field(default_factory=dict)
+
+    def world(self) -> World:
+        return World(pods=[r.pod for r in self.endpoints.values()], namespaces=dict(self.namespaces),
+                     policies=[r.policy for r in self.policies.values()])
+
+    def copy(self) -> "State":
+        """A snapshot: records are never mutated, only replaced, so the dicts suffice."""
+        return State(dict(self.namespaces), dict(self.endpoints), dict(self.policies))
+
+
+class Store:
+    def __init__(self, state_dir: Optional[str]):
+        self.dir = state_dir  # None: memory only (tests)
+        self._saved = State()
+
+    def load(self) -> State:
+        state = State()
+        if not self.dir or not os.path.isdir(self.dir):
+            return state
+        state.namespaces = _read(os.path.join(self.dir, "namespaces.json"), {})
+        for key, e in _read(os.path.join(self.dir, "endpoints.json"), {}).items():
+            state.endpoints[key] = EndpointRecord(_pod_from(e["pod"]), e.get("ep_id", 0))
+        pdir = os.path.join(self.dir, "policies")
+        for name in sorted(os.listdir(pdir)) if os.path.isdir(pdir) else []:
+            if name.endswith(".json"):
+                p = _read(os.path.join(pdir, name), None)
+                rec = PolicyRecord(parse_policy(p["manifest"]), p["manifest"], p["source"], p["cookie"])
+                state.policies[rec.policy.key] = rec
+        self._saved = state.copy()
+        return state
+
+    def save(self, state: State) -> None:
+        if not self.dir:
+            return
+        os.makedirs(os.path.join(self.dir, "policies"), mode=0o700, exist_ok=True)
+        if state.namespaces != self._saved.namespaces:
+            _write(os.path.join(self.dir, "namespaces.json"), state.namespaces)
+        if state.endpoints != self._saved.endpoints:
+            _write(os.path.join(self.dir, "endpoints.json"),
+                   {k: {"pod": _pod_to(r.pod), "ep_id": r.ep_id} for k, r in state.endpoints.items()})
+        for key, rec in state.policies.items():
+            if self._saved.policies.get(key) is not rec:
+                _write(self._policy_path(key), {"manifest": rec.manifest, "source": rec.source, "cookie": rec.cookie})
+        for key in set(self._saved.policies) - set(state.policies):
+            try:
+                os.unlink(self._policy_path(key))
+            except FileNotFoundError:
+                pass
+        self._saved = state.copy()
+
+    def _policy_path(self, key: str) -> str:
+        namespace, name = key.split("/", 1)  # a namespace has no "_": the file name is unambiguous
+        return os.path.join(self.dir, "policies", f"{namespace}_{name}.json")
+
+
+def _read(path: str, default):
+    if not os.path.exists(path):
+        return default
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write(path: str, value) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(value, f, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _pod_to(pod: Pod) -> dict:
+    return {"namespace": pod.namespace, "name": pod.name, "labels": dict(pod.labels), "ips": list(pod.ips),
+            "ports": [dataclasses.asdict(p) for p in pod.ports], "interface": pod.interface,
+            "container_id": pod.container_id}
+
+
+def _pod_from(raw: dict) -> Pod:
+    return Pod(namespace=raw["namespace"], name=raw["name"], labels=tuple(sorted(raw.get("labels", {}).items())),
+               ips=tuple(raw.get("ips", [])), ports=tuple(NamedPort(**p) for p in raw.get("ports", [])),
+               interface=raw.get("interface", ""), container_id=raw.get("container_id", ""))

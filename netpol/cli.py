@@ -1,0 +1,83 @@
+"""`podwire-netpol`: the agent (`serve`) and its command line (kubectl-like verbs)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import paths
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="podwire-netpol", description="podwire NetworkPolicy agent and CLI")
+    p.add_argument("--socket", default=os.environ.get("PODWIRE_NETPOL_SOCKET", paths.SOCKET))
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the agent")
+    s.add_argument("--cni-socket", default=paths.CNI_SOCKET)
+    s.add_argument("--state-dir", default=paths.STATE_DIR)
+    s.add_argument("--pin-dir", default=paths.PIN_DIR)
+    s.add_argument("--watch-dir", default="", help="apply and follow the manifests in this directory")
+    s.add_argument("--kubernetes", action="store_true", help="watch policies, namespaces and pods in the API")
+    s.add_argument("--kubeconfig", default=None)
+    s.add_argument("--node-name", default=os.environ.get("NODE_NAME", ""))
+    s.add_argument("-v", "--verbose", action="store_true")
+
+    a = sub.add_parser("apply", help="apply NetworkPolicy (and Namespace) manifests")
+    a.add_argument("-f", "--filename", action="append", required=True, help="file, directory or - for stdin")
+    a.add_argument("-n", "--namespace", default="")
+    a.add_argument("--dry-run", action="store_true")
+
+    d = sub.add_parser("delete", help="delete policies by name, --all, or -f FILE")
+    d.add_argument("names", nargs="*")
+    d.add_argument("-f", "--filename", action="append", default=[])
+    d.add_argument("-n", "--namespace", default="")
+    d.add_argument("--all", action="store_true")
+    d.add_argument("--ignore-not-found", action="store_true")
+
+    ls = sub.add_parser("list", help="list policies")
+    ls.add_argument("-n", "--namespace", default="")
+    ls.add_argument("-A", "--all-namespaces", action="store_true")
+    ls.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+
+    dr = sub.add_parser("drops", help="recent denied flows")
+    dr.add_argument("-f", "--follow", action="store_true")
+    dr.add_argument("--recent", type=int, default=50)
+    dr.add_argument("-o", "--output", choices=("table", "json"), default="table")
+
+    st = sub.add_parser("stats", help="per-endpoint, per-policy and per-verdict counters")
+    st.add_argument("-o", "--output", choices=("table", "json"), default="table")
+
+    sub.add_parser("endpoints", help="pods the agent knows")
+
+    t = sub.add_parser("teardown", help="detach the programs from every interface and unpin the maps "
+                                        "(uninstall; the agent must be stopped)")
+    t.add_argument("--pin-dir", default=paths.PIN_DIR)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = _parser().parse_args(argv)
+    if opts.command == "serve":
+        from .agent.serve import serve
+        return serve(opts)
+    if opts.command == "teardown":
+        from .datapath.teardown import teardown
+        for line in teardown(opts.pin_dir):
+            print(line)
+        return 0
+    import grpc
+
+    from . import commands
+    try:
+        return commands.run(opts)
+    except grpc.RpcError as exc:
+        print(f"error: {exc.details() if hasattr(exc, 'details') else exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

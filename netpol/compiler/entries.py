@@ -1,0 +1,67 @@
+"""The shape of compiled state: one Python value per BPF map entry.
+
+Field meanings must match netpol/bpf/lib/maps.h; the byte layouts live in
+netpol/datapath/maps.py (the ctypes mirrors).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple, Optional
+
+from ..model import EGRESS, INGRESS, IPNetwork
+
+# Directions are from the pod's point of view (must be in sync with DIR_* in lib/common.h).
+DIR_INGRESS, DIR_EGRESS = 0, 1
+DIRECTIONS = {INGRESS: DIR_INGRESS, EGRESS: DIR_EGRESS}
+ISOLATE_INGRESS, ISOLATE_EGRESS = 1, 2  # endpoint flags (lib/common.h)
+ISOLATE_BIT = {DIR_INGRESS: ISOLATE_INGRESS, DIR_EGRESS: ISOLATE_EGRESS}
+
+ANY_IDENTITY = 0     # policy wildcard: "every peer" (a rule without from/to)
+WORLD_IDENTITY = 1   # an address no ipcache prefix covers
+FIRST_IDENTITY = 256  # the allocator hands out identities from here
+
+L4_BITS = 24  # the policy key ends with protocol (8 bits) and port (16 bits), matched by prefix
+
+
+class PolicyKey(NamedTuple):
+    """An allow entry: (endpoint, direction, peer identity) plus an L4 prefix.
+
+    ``l4_bits`` is how many leading bits of protocol+port must match: 0 = every
+    protocol, 8 = one protocol and every port, 8+k = a port prefix of k bits.
+    ``proto`` and ``port`` are already masked to that prefix."""
+
+    ep_id: int
+    direction: int
+    identity: int
+    proto: int = 0
+    port: int = 0
+    l4_bits: int = 0
+
+
+class EndpointEntry(NamedTuple):
+    ep_id: int
+    flags: int
+
+
+class IpcacheEntry(NamedTuple):
+    identity: int
+    ep_id: int  # the local endpoint owning this address, 0 if none
+
+
+class Attachment(NamedTuple):
+    """A pod on this node: its datapath id and the ifindex of its host veth."""
+
+    ep_id: int
+    ifindex: int
+
+
+@dataclasses.dataclass
+class Desired:
+    endpoints: dict[int, EndpointEntry] = dataclasses.field(default_factory=dict)  # by ifindex
+    ipcache: dict[IPNetwork, IpcacheEntry] = dataclasses.field(default_factory=dict)
+    policy: dict[PolicyKey, int] = dataclasses.field(default_factory=dict)  # -> cookie
+    # Keys whose entry may differ from the previous compile's (None: unknown, diff them all).
+    policy_changes: Optional[set[PolicyKey]] = dataclasses.field(default=None, compare=False, repr=False)
+
+    def entries_of(self, ep_id: int) -> dict[PolicyKey, int]:
+        return {k: c for k, c in self.policy.items() if k.ep_id == ep_id}

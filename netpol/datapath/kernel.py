@@ -1,0 +1,77 @@
+"""The real datapath: programs loaded with bcc, maps pinned, tc on host veths."""
+from __future__ import annotations
+
+import ctypes as ct
+from typing import Callable, Iterable
+
+from ..compiler import Desired
+from . import sync, tc
+from .counters import Counters, EndpointCounters
+from .events import DropEvent, DropReader
+from .loader import DEFAULT_PIN_DIR, PROGRAMS, Programs
+from .reasons import REASON_MAX
+
+
+class KernelDatapath:
+    def __init__(self, pin_dir: str = DEFAULT_PIN_DIR):
+        self.programs = Programs(pin_dir)
+        self._current = sync.read_current(self.programs)
+        self._reader: DropReader | None = None
+        self._synced_ipcache: dict | None = None  # the compiler hands out a new dict only on change
+
+    def current(self) -> Desired:
+        return self._current
+
+    def sync(self, desired: Desired) -> sync.SyncStats:
+        self._synced_ipcache, unchanged = None, desired.ipcache is self._synced_ipcache
+        try:
+            stats = sync.apply(self.programs, self._current, desired, ipcache_unchanged=unchanged)
+        except BaseException:
+            sync.bump_generation(self.programs)  # even a partial change must not keep old verdicts
+            raise
+        if stats.added or stats.updated or stats.removed:
+            sync.bump_generation(self.programs)
+        self._synced_ipcache = desired.ipcache
+        return stats
+
+    def ifindex(self, interface: str) -> int:
+        return tc.interface_index(interface)
+
+    def attach(self, ifindex: int) -> None:
+        tc.attach(ifindex, {hook: (self.programs.fd(fn), fn) for fn, hook in PROGRAMS.items()})
+
+    def detach(self, ifindex: int) -> None:
+        tc.detach(ifindex)
+
+    def attached(self, ifindex: int) -> bool:
+        return set(tc.attached(ifindex).values()) >= set(PROGRAMS)
+
+    def counters(self, ep_ids: Iterable[int], cookies: Iterable[int]) -> Counters:
+        p, out = self.programs, Counters()
+        for ep_id in ep_ids:
+            ing, eg = p.ep_stats.sum(ct.c_uint32(ep_id * 2)), p.ep_stats.sum(ct.c_uint32(ep_id * 2 + 1))
+            out.endpoints[ep_id] = EndpointCounters(
+                (ing.allowed_packets, ing.allowed_bytes), (ing.denied_packets, ing.denied_bytes),
+                (eg.allowed_packets, eg.allowed_bytes), (eg.denied_packets, eg.denied_bytes))
+        for cookie in cookies:
+            c = p.policy_stats.sum(ct.c_uint32(cookie))
+            out.policies[cookie] = (c.packets, c.bytes)
+        for reason in range(1, REASON_MAX):
+            for direction in (0, 1):
+                c = p.metrics.sum(ct.c_uint32(reason * 2 + direction))
+                if c.packets:
+                    out.verdicts[(reason, direction)] = (c.packets, c.bytes)
+        out.events_suppressed = p.event_budget.sum(ct.c_uint32(0)).suppressed
+        return out
+
+    def reset_policy_counter(self, cookie: int) -> None:
+        sync.reset_policy_stats(self.programs, cookie)
+
+    def start_drops(self, callback: Callable[[DropEvent], None]) -> None:
+        self._reader = DropReader(self.programs, callback).start()
+
+    def close(self) -> None:
+        """Stop reading drops; what is attached and pinned keeps enforcing."""
+        if self._reader:
+            self._reader.stop()
+        self.programs.close()

@@ -1,0 +1,111 @@
+"""Compile and load the programs with bcc; the maps they declare are pinned.
+
+bcc rewrites map method calls (``pw_ct.lookup(&k)``) only in the main source
+file, not in included headers, so we inline our own ``#include "lib/..."``
+lines before handing the text over; both attach points are loaded from one
+text so they share one set of maps (and one drop ring buffer).
+"""
+from __future__ import annotations
+
+import ctypes as ct
+import errno
+import os
+import re
+import subprocess
+
+from ..errors import DatapathError
+from ..paths import PIN_DIR as DEFAULT_PIN_DIR
+from . import maps as m
+from .bpfmap import BpfMap
+
+BPF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bpf")
+SOURCES = ("from_pod.c", "to_pod.c")  # one file per attach point
+PROGRAMS = {"from_pod": "ingress", "to_pod": "egress"}  # function -> tc hook on the host veth
+BPFFS = "/sys/fs/bpf"
+
+_INCLUDE = re.compile(r'^\s*#include\s+"([^"]+)"\s*$')
+
+
+def expand(path: str, seen: set[str] | None = None) -> str:
+    """The file with our quoted includes inlined (each header once)."""
+    seen = set() if seen is None else seen
+    out = []
+    with open(path) as f:
+        for line in f:
+            match = _INCLUDE.match(line)
+            if not match:
+                out.append(line)
+                continue
+            header = os.path.join(BPF_DIR, match.group(1))
+            if header not in seen:
+                seen.add(header)
+                out.append(expand(header, seen))
+    return "".join(out)
+
+
+def source_text() -> str:
+    seen: set[str] = set()
+    return "".join(expand(os.path.join(BPF_DIR, name), seen) for name in SOURCES)
+
+
+def ensure_bpffs(pin_dir: str) -> None:
+    """Pins need a bpf filesystem; mount it at /sys/fs/bpf if the node has none."""
+    if not os.path.ismount(BPFFS):
+        os.makedirs(BPFFS, exist_ok=True)
+        proc = subprocess.run(["mount", "-t", "bpf", "bpf", BPFFS], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise DatapathError(f"cannot mount bpffs at {BPFFS}: {proc.stderr.strip()}")
+    os.makedirs(pin_dir, mode=0o700, exist_ok=True)
+
+
+class Programs:
+    """The loaded programs and typed handles on their (pinned) maps."""
+
+    def __init__(self, pin_dir: str = DEFAULT_PIN_DIR):
+        from bcc import BPF  # deferred: importing bcc costs ~0.4 s
+
+        ensure_bpffs(pin_dir)
+        self.pin_dir = pin_dir
+        try:
+            self.bpf = BPF(text=source_text().encode(), cflags=[f'-DPIN_DIR="{pin_dir}"', "-Wno-unused-function"])
+            self.fns = {name: self.bpf.load_func(name.encode(), BPF.SCHED_CLS) for name in PROGRAMS}
+        except Exception as exc:  # bcc raises bare Exception for compile and verifier errors
+            raise DatapathError(f"loading BPF programs: {exc}") from exc
+        self.endpoints = self._map("pw_endpoints", ct.c_uint32, m.EndpointInfo)
+        self.ipcache = self._map("pw_ipcache", m.IpcacheKey, m.IpcacheValue)
+        self.policy = self._map("pw_policy", m.PolicyKeyC, m.PolicyValue)
+        self.ct = self._map("pw_ct", m.CtKey, m.CtValue)
+        self.config = self._map("pw_config", ct.c_uint32, m.Config)
+        self.metrics = self._map("pw_metrics", ct.c_uint32, m.Counter, percpu=True)
+        self.ep_stats = self._map("pw_ep_stats", ct.c_uint32, m.EpCounters, percpu=True)
+        self.policy_stats = self._map("pw_policy_stats", ct.c_uint32, m.Counter, percpu=True)
+        self.event_budget = self._map("pw_event_budget", ct.c_uint32, m.EventBudget, percpu=True)
+
+    def _map(self, name: str, key, value, percpu: bool = False) -> BpfMap:
+        return BpfMap(self.table(name).map_fd, name, key, value, percpu)
+
+    def fd(self, name: str) -> int:
+        return self.fns[name].fd
+
+    def table(self, name: str):
+        return self.bpf[name.encode()]
+
+    def close(self) -> None:
+        """Drop our references; pinned maps and attached programs stay in the kernel."""
+        self.bpf.cleanup()
+
+
+def remove_pins(pin_dir: str) -> None:
+    """Unpin every map (tests and `uninstall`); attached programs keep their references."""
+    if not os.path.isdir(pin_dir):
+        return
+    for name in os.listdir(pin_dir):
+        try:
+            os.unlink(os.path.join(pin_dir, name))
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+    try:
+        os.rmdir(pin_dir)
+    except OSError:
+        pass

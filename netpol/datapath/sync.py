@@ -1,0 +1,98 @@
+"""Make the maps hold a Desired state, without a window that widens or narrows policy.
+
+Order of writes (each write is atomic for the datapath):
+  1. add new allow entries;
+  2. add/update ipcache prefixes and endpoint entries (identities, isolation flags);
+  3. remove endpoints, prefixes, then the allow entries no longer wanted.
+Mid-way, packets see the old or new identity of an address and the union of
+old and new allow entries, so a flow passes only if the old or the new policy
+allows it, and a flow both allow is never cut.  Identities are never reused
+while stale entries may still name them (see compiler/identities.py).
+"""
+from __future__ import annotations
+
+import ctypes as ct
+import dataclasses
+
+from ..compiler import Desired, EndpointEntry, IpcacheEntry
+from . import maps as m
+
+
+@dataclasses.dataclass
+class SyncStats:
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+
+
+def read_current(programs) -> Desired:
+    """What the pinned maps hold right now (after an agent restart, the truth)."""
+    cur = Desired()
+    for key, info in programs.endpoints.items():
+        cur.endpoints[key.value] = EndpointEntry(info.ep_id, info.flags)
+    for key, value in programs.ipcache.items():
+        cur.ipcache[m.ipcache_net(key)] = IpcacheEntry(value.identity, value.ep_id)
+    for key, value in programs.policy.items():
+        cur.policy[m.policy_key_of(key)] = value.cookie
+    return cur
+
+
+def apply(programs, current: Desired, desired: Desired, ipcache_unchanged: bool = False) -> SyncStats:
+    """Write the difference; ``current`` is updated entry by entry, so after a
+    failure it still describes the maps exactly.  With ``desired.policy_changes``
+    only those keys are compared (the compiler knows nothing else moved)."""
+    stats = SyncStats()
+    candidates = desired.policy if desired.policy_changes is None else desired.policy_changes
+    for key in candidates:
+        cookie = desired.policy.get(key)
+        if cookie is not None and current.policy.get(key) != cookie:
+            programs.policy.update(m.policy_key(key), m.PolicyValue(cookie=cookie))
+            stats.added += key not in current.policy
+            stats.updated += key in current.policy
+            current.policy[key] = cookie
+    for net, entry in () if ipcache_unchanged else desired.ipcache.items():
+        if current.ipcache.get(net) != entry:
+            programs.ipcache.update(m.ipcache_key(net), m.ipcache_value(entry))
+            current.ipcache[net] = entry
+            stats.updated += 1
+    known_ids = {e.ep_id for e in current.endpoints.values()}
+    for ifindex, entry in desired.endpoints.items():
+        if current.endpoints.get(ifindex) != entry:
+            if entry.ep_id not in known_ids:
+                reset_endpoint_stats(programs, entry.ep_id)
+            programs.endpoints.update(ct.c_uint32(ifindex), m.endpoint_info(entry))
+            current.endpoints[ifindex] = entry
+            stats.updated += 1
+    for ifindex in [i for i in current.endpoints if i not in desired.endpoints]:
+        programs.endpoints.delete(ct.c_uint32(ifindex))
+        del current.endpoints[ifindex]
+        stats.removed += 1
+    for net in [] if ipcache_unchanged else [n for n in current.ipcache if n not in desired.ipcache]:
+        programs.ipcache.delete(m.ipcache_key(net))
+        del current.ipcache[net]
+        stats.removed += 1
+    stale = current.policy if desired.policy_changes is None else desired.policy_changes
+    for key in [k for k in stale if k not in desired.policy and k in current.policy]:
+        programs.policy.delete(m.policy_key(key))
+        del current.policy[key]
+        stats.removed += 1
+    return stats
+
+
+def bump_generation(programs) -> int:
+    """Invalidate the verdicts cached in pw_ct: called after every change, once all of it is
+    written, so that established flows are judged again by the policy now in force."""
+    key = ct.c_uint32(0)
+    current = programs.config.lookup(key)
+    generation = (current.generation if current is not None else 0) + 1
+    programs.config.update(key, m.Config(generation=generation))
+    return generation
+
+
+def reset_endpoint_stats(programs, ep_id: int) -> None:
+    for direction in (0, 1):
+        programs.ep_stats.zero(ct.c_uint32(ep_id * 2 + direction))
+
+
+def reset_policy_stats(programs, cookie: int) -> None:
+    programs.policy_stats.zero(ct.c_uint32(cookie))

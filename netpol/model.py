@@ -1,0 +1,174 @@
+"""The NetworkPolicy model: what the parser produces and the evaluator and compiler consume.
+
+Immutable dataclasses mirroring networking.k8s.io/v1 after defaulting (protocol
+TCP, policyTypes filled in), so neither consumer re-implements API defaults.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from typing import Mapping, Optional, Union
+
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+INGRESS, EGRESS = "Ingress", "Egress"
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+PROTO_NUMBERS = {"TCP": 6, "UDP": 17, "SCTP": 132, "ICMP": 1, "ICMPv6": 58}
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set on every namespace by the API server
+
+
+@dataclasses.dataclass(frozen=True)
+class Requirement:
+    key: str
+    operator: str  # In, NotIn, Exists, DoesNotExist
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.operator == "In":
+            return self.key in labels and labels[self.key] in self.values
+        if self.operator == "NotIn":
+            return self.key not in labels or labels[self.key] not in self.values
+        if self.operator == "Exists":
+            return self.key in labels
+        return self.key not in labels  # DoesNotExist
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSelector:
+    """matchLabels AND matchExpressions; the empty selector matches everything."""
+
+    match_labels: tuple[tuple[str, str], ...] = ()
+    match_expressions: tuple[Requirement, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return (all(labels.get(k) == v for k, v in self.match_labels)
+                and all(r.matches(labels) for r in self.match_expressions))
+
+
+@dataclasses.dataclass(frozen=True)
+class IPBlock:
+    cidr: IPNetwork
+    excepts: tuple[IPNetwork, ...] = ()
+
+    def contains(self, ip: IPAddress) -> bool:
+        return (ip.version == self.cidr.version and ip in self.cidr
+                and not any(ip in e for e in self.excepts))
+
+
+@dataclasses.dataclass(frozen=True)
+class Peer:
+    """One from/to item: ipBlock alone, or pod and/or namespace selectors (ANDed)."""
+
+    pod_selector: Optional[LabelSelector] = None
+    namespace_selector: Optional[LabelSelector] = None
+    ip_block: Optional[IPBlock] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyPort:
+    protocol: str = "TCP"
+    port: Union[int, str, None] = None  # None: every port of the protocol; str: a named port
+    end_port: Optional[int] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    peers: tuple[Peer, ...] = ()       # empty: every peer
+    ports: tuple[PolicyPort, ...] = ()  # empty: every port and protocol
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkPolicy:
+    namespace: str
+    name: str
+    pod_selector: LabelSelector
+    policy_types: frozenset[str]
+    ingress: tuple[Rule, ...] = ()
+    egress: tuple[Rule, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def rules(self, direction: str) -> tuple[Rule, ...]:
+        return self.ingress if direction == INGRESS else self.egress
+
+
+@dataclasses.dataclass(frozen=True)
+class NamedPort:
+    name: str
+    protocol: str
+    port: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Pod:
+    """A pod as the policy engine sees it; ``interface`` is set for pods on this node."""
+
+    namespace: str
+    name: str
+    labels: tuple[tuple[str, str], ...] = ()
+    ips: tuple[str, ...] = ()
+    ports: tuple[NamedPort, ...] = ()
+    interface: str = ""
+    container_id: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+    def addresses(self) -> list[IPAddress]:
+        return [ipaddress.ip_address(ip) for ip in self.ips]
+
+    def port_number(self, name: str, protocol: str) -> Optional[int]:
+        """Resolve a named container port (name and protocol must both match)."""
+        for p in self.ports:
+            if p.name == name and p.protocol == protocol:
+                return p.port
+        return None
+
+
+def namespace_labels(name: str, labels: Mapping[str, str] | None) -> dict[str, str]:
+    """A namespace's labels as the API server stores them (with the immutable name label)."""
+    return {**(labels or {}), NAMESPACE_NAME_LABEL: name}
+
+
+@dataclasses.dataclass
+class World:
+    """Everything policy decisions depend on: pods, namespace labels, policies."""
+
+    pods: list[Pod] = dataclasses.field(default_factory=list)
+    namespaces: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    policies: list[NetworkPolicy] = dataclasses.field(default_factory=list)
+
+    def ns_labels(self, name: str) -> dict[str, str]:
+        return namespace_labels(name, self.namespaces.get(name))
+
+    def pod_by_ip(self) -> dict[IPAddress, Pod]:
+        return {ip: pod for pod in self.pods for ip in pod.addresses()}
+
+    def selecting(self, pod: Pod, direction: str) -> list[NetworkPolicy]:
+        """Policies that isolate ``pod`` for ``direction``."""
+        labels = pod.label_map
+        return [p for p in self.policies if p.namespace == pod.namespace
+                and direction in p.policy_types and p.pod_selector.matches(labels)]
+
+    def peer_pods(self, policy: NetworkPolicy, peer: Peer) -> list[Pod]:
+        """Pods a selector peer names (an ipBlock peer names addresses, not pods)."""
+        if peer.ip_block is not None:
+            return []
+        out = []
+        for pod in self.pods:
+            if peer.namespace_selector is None:
+                if pod.namespace != policy.namespace:
+                    continue
+            elif not peer.namespace_selector.matches(self.ns_labels(pod.namespace)):
+                continue
+            if peer.pod_selector is None or peer.pod_selector.matches(pod.label_map):
+                out.append(pod)
+        return out
