@@ -29,6 +29,10 @@ class Config:
     cni_cache_dir: str = "/var/lib/cni/results"
     cni_network: str = ""
     cni_timeout: float = 120.0
+    # The NetworkPolicy agent's gRPC socket: pods' labels and named ports are sent to it
+    # when the socket exists ("" never); a socket nobody answers on fails RunPodSandbox.
+    netpol_socket: str = "/run/podwire/netpol.sock"
+    netpol_timeout: float = 10.0
     # Containers.
     runc: str = "runc"
     runc_root: str = "/run/podwire/runc"

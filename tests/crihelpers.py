@@ -74,7 +74,8 @@ def shim_config(tmp_path, conf_dir: str, bin_dir: str, **over):
                  cni_conf_dir=conf_dir, cni_bin_dirs=[bin_dir, "/usr/lib/cni"],
                  cni_cache_dir=d.path("cni-cache"), runc_root=d.path("runc"),
                  cgroup_parent="/podwire-test-" + uuid.uuid4().hex[:8], restrict_oom_score_adj=True,
-                 registry_config_dir=d.path("certs.d"))
+                 registry_config_dir=d.path("certs.d"),
+                 netpol_socket="")  # never a node's own agent; tests/e2e/test_cri_netpol.py sets one
     return dataclasses.replace(cfg, **over)
 
 

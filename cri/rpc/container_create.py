@@ -14,7 +14,7 @@ from google.protobuf import json_format
 from .. import errors
 from ..oci import signals, spec as oci_spec
 from ..oci.namespaces import TARGET
-from ..sandbox import files
+from ..sandbox import files, netpol
 from ..store.records import CREATED, POD_READY, ContainerRecord, PodRecord
 from . import container_sync, events
 
@@ -98,12 +98,22 @@ def _build(svc, pod: PodRecord, config: api.ContainerConfig) -> ContainerRecord:
         if path:
             os.makedirs(os.path.dirname(path), exist_ok=True)
         pid = svc.runtime.create(ctr_id, spec, path, CREATE_TIMEOUT, stdin=config.stdin)
+        _register_ports(svc, pod, ctr_id, config)   # before StartContainer can run it
         user = spec["process"]["user"]
         rec = svc.containers.put(container_sync.with_state(svc, rec, pid=pid, user={
             "uid": user.get("uid", 0), "gid": user.get("gid", 0),
             "additional_gids": list(user.get("additionalGids") or [])}))
         undo.pop_all()
     return rec
+
+
+def _register_ports(svc, pod: PodRecord, ctr_id: str, config: api.ContainerConfig) -> None:
+    """The container's named ports, merged with the pod's other containers', to the netpol
+    agent (named ports in policies resolve per pod); a failure fails CreateContainer."""
+    if pod.host_network or not netpol.named_ports([config]):
+        return
+    configs = [c.config for c in svc.pod_containers(pod.id) if c.id != ctr_id] + [config]
+    svc.netpol.set_ports(pod.config, netpol.named_ports(configs))
 
 
 def pod_context(svc, pod: PodRecord) -> oci_spec.PodContext:

@@ -1,4 +1,4 @@
-"""RunPodSandbox: pinned namespaces, pod files, CNI ADD, sysctls — all or nothing."""
+"""RunPodSandbox: pinned namespaces, pod files, netpol registration, CNI ADD, sysctls — all or nothing."""
 from __future__ import annotations
 
 import contextlib
@@ -11,7 +11,7 @@ import shutil
 from cri_api.v1 import api_pb2 as api
 
 from .. import errors
-from ..sandbox import files, namespaces, sysctl
+from ..sandbox import files, namespaces, netpol, sysctl
 from ..store.records import POD_NOTREADY, POD_READY, PodRecord, now_ns
 from . import events
 
@@ -80,6 +80,10 @@ def _run(svc, config: api.PodSandboxConfig, handler: str) -> PodRecord:
             undo.callback(_best_effort, namespaces.stop_pid_holder, holder)
             rec = _replace(rec, pid_holder=holder, pid_ns=pid_ns)
         if rec.netns:
+            # Labels first: the CNI hook's registration (inside ADD) then attaches the
+            # programs to an endpoint whose identity is known (cri/sandbox/netpol.py).
+            if svc.netpol.register(config):
+                undo.callback(_unregister, svc, rec)
             network, ips = svc.network.setup(pod_id, rec.netns, config)
             undo.callback(_best_effort, svc.network.teardown, pod_id, rec.netns, config, network)
             sysctl.apply_in_netns(rec.netns_name, net_sysctls)
@@ -90,6 +94,11 @@ def _run(svc, config: api.PodSandboxConfig, handler: str) -> PodRecord:
     events.publish(svc, pod_id, pod_id, events.STARTED)
     log.info("pod %s (%s) ready, ips %s", pod_id[:12], name, ", ".join(rec.ips) or "-")
     return rec
+
+
+def _unregister(svc, rec: PodRecord) -> None:
+    if netpol.other_live_sandbox(svc, rec) is None:
+        svc.netpol.unregister(rec.config)
 
 
 def _replace(rec: PodRecord, **changes) -> PodRecord:

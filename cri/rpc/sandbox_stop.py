@@ -1,11 +1,11 @@
-"""StopPodSandbox: stop every container, CNI DEL (always attempted), drop the netns."""
+"""StopPodSandbox: stop every container, CNI DEL (always attempted), drop the netns, netpol unregister."""
 from __future__ import annotations
 
 import logging
 
 from cri_api.v1 import api_pb2 as api
 
-from ..sandbox import namespaces
+from ..sandbox import namespaces, netpol
 from ..store.records import POD_NOTREADY, PodRecord
 from . import container_stop, events
 
@@ -32,9 +32,19 @@ def stop(svc, pod: PodRecord) -> PodRecord:
         if pod.state != POD_NOTREADY:
             pod = svc.pods.update(pod.id, state=POD_NOTREADY)
         _teardown_network(svc, pod)
+        _unregister(svc, pod)
     if was_ready:
         events.publish(svc, pod.id, pod.id, events.STOPPED)
     return pod
+
+
+def _unregister(svc, pod: PodRecord) -> None:
+    """Forget the pod in the netpol agent (best effort, idempotent; the CNI hook's DEL has
+    usually removed it already) -- unless a newer sandbox of the same pod is running:
+    the endpoint, keyed by namespace/name, is that one's now."""
+    if pod.host_network or netpol.other_live_sandbox(svc, pod) is not None:
+        return
+    svc.netpol.unregister(pod.config)
 
 
 def _teardown_network(svc, pod: PodRecord) -> None:

@@ -8,6 +8,7 @@ import threading
 from typing import Any, Optional
 
 from ..config import Config
+from ..sandbox.netpol import NetpolAgent
 from ..sandbox.network import PodNetwork
 from ..store import atomic
 from ..store.events import EventBus
@@ -47,6 +48,7 @@ class Services:
     images: Any = None        # cri.images.service.ImageService
     runtime: Any = None       # cri.oci.runtime.ContainerRuntime
     watcher: Any = None       # cri.oci.watch.ExitWatcher: container exits -> records, events
+    netpol: Optional[NetpolAgent] = None
 
     @classmethod
     def create(cls, cfg: Config, images: Optional[Any] = None, runtime: Optional[Any] = None) -> "Services":
@@ -56,7 +58,8 @@ class Services:
                    containers=RecordStore(cfg.containers_dir, "container", ContainerRecord.from_dict),
                    pod_names=Registrar(), ctr_names=Registrar(), network=PodNetwork(cfg),
                    events=EventBus(), state=RuntimeState(os.path.join(cfg.state_dir, "runtime.json")),
-                   images=images, runtime=runtime)
+                   images=images, runtime=runtime,
+                   netpol=NetpolAgent(cfg.netpol_socket, cfg.netpol_timeout))
 
     def close(self) -> None:
         """Stop background threads (the exit watcher); containers keep running."""
