@@ -118,17 +118,10 @@ def list_containers(c, opts) -> list:
         f.state.state = STATE_ARGS[opts.state]
     elif not opts.all and not opts.id:
         f.state.state = api.CONTAINER_RUNNING
-    for kv in opts.label:
-        k, _, v = kv.partition("=")
-        f.label_selector[k] = v
+    output.label_selector(f.label_selector, opts.label)
     items = c.call(c.runtime.ListContainers, api.ListContainersRequest(filter=f)).containers
     items = [x for x in items if opts.name in x.metadata.name and opts.image in x.image.image]
-    items.sort(key=lambda x: x.created_at, reverse=True)
-    if opts.latest:
-        items = items[:1]
-    elif opts.last:
-        items = items[:opts.last]
-    return items
+    return output.newest(items, opts)
 
 
 def ps(c, opts) -> int:

@@ -79,3 +79,18 @@ def size(n: float) -> str:
 
 def state_name(enum_value: int, names: dict[int, str]) -> str:
     return names.get(enum_value, str(enum_value))
+
+
+def label_selector(selector, pairs: list[str]) -> None:
+    """crictl's repeated --label k=v into a filter's label_selector map."""
+    for kv in pairs:
+        k, _, v = kv.partition("=")
+        selector[k] = v
+
+
+def newest(items: list, opts) -> list:
+    """Newest first, cut to --latest / --last N, as crictl lists."""
+    items = sorted(items, key=lambda x: x.created_at, reverse=True)
+    if opts.latest:
+        return items[:1]
+    return items[:opts.last] if opts.last else items

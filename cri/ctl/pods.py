@@ -77,17 +77,10 @@ def list_pods(c, opts) -> list:
     f = api.PodSandboxFilter(id=opts.id)
     if opts.state:
         f.state.state = STATE_ARGS[opts.state]
-    for kv in opts.label:
-        k, _, v = kv.partition("=")
-        f.label_selector[k] = v
+    output.label_selector(f.label_selector, opts.label)
     items = c.call(c.runtime.ListPodSandbox, api.ListPodSandboxRequest(filter=f)).items
     items = [p for p in items if opts.name in p.metadata.name and opts.namespace in p.metadata.namespace]
-    items.sort(key=lambda p: p.created_at, reverse=True)
-    if opts.latest:
-        items = items[:1]
-    elif opts.last:
-        items = items[:opts.last]
-    return items
+    return output.newest(items, opts)
 
 
 def pods(c, opts) -> int:
