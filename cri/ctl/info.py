@@ -47,9 +47,7 @@ def info(c, opts) -> int:
 
 def _list(c, opts):
     f = api.ContainerStatsFilter(id=(opts.ids[0] if len(opts.ids) == 1 else opts.id), pod_sandbox_id=opts.pod)
-    for kv in opts.label:
-        k, _, v = kv.partition("=")
-        f.label_selector[k] = v
+    output.label_selector(f.label_selector, opts.label)
     items = c.call(c.runtime.ListContainerStats, api.ListContainerStatsRequest(filter=f)).stats
     if len(opts.ids) > 1:
         items = [s for s in items if any(s.attributes.id.startswith(i) for i in opts.ids)]
