@@ -114,3 +114,18 @@ def network(cni_bin, bridge_name, tmp_path):
     _remove_stale_links(net.name, set())
     firewall.gc(net.name, set())
 
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _release_run_netns():
+    """`ip netns add` turns /run/netns into a bind mount of itself and never undoes it;
+    when the suite leaves no namespace behind, undo it so the host is as we found it."""
+    was_mounted = _run_netns_mounted()
+    yield
+    if IS_ROOT and not was_mounted and _run_netns_mounted() and not os.listdir("/run/netns"):
+        subprocess.run(["umount", "/run/netns"], check=False)
+
+
+def _run_netns_mounted() -> bool:
+    with open("/proc/mounts") as f:
+        return any(line.split()[1] == "/run/netns" for line in f)
