@@ -1,5 +1,6 @@
 """Entry point: python -S -m cri.monitor --id ID --bundle DIR --state-dir DIR --runc PATH
    --runc-root DIR --log-path PATH --sync-fd N [--tty] [--stdin]
+or: python -S -m cri.monitor --standby JOB_FD --root DIR   (the arguments arrive later as JSON)
 
 Started by cri.monitor.client.spawn(); see the package docstring for the protocol and files."""
 from __future__ import annotations
@@ -98,9 +99,32 @@ def run(opts: Options) -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
+def standby(job_fd: int) -> list[str]:
+    """A monitor started ahead of need (cri.monitor.client.Standby): every import is done,
+    so a CreateContainer only pays for `runc create`.  Waits for its job -- the argument
+    list, one JSON line -- and takes stderr over to the job's monitor.log.  EOF (the shim
+    is gone or shut its pool) means nobody needs us."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(job_fd, 65536)
+        if not chunk:
+            raise SystemExit(0)
+        data += chunk
+    os.close(job_fd)
+    argv = json.loads(data)
     opts = Options(argv)
+    log = os.open(os.path.join(opts.state_dir, files.MONITOR_LOG),
+                  os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    os.dup2(log, 2)
+    os.close(log)
+    return argv
+
+
+def main(argv: list[str]) -> int:
     daemon.detach()
+    if argv[:1] == ["--standby"]:
+        argv = standby(int(argv[1]))
+    opts = Options(argv)
     try:
         return run(opts)
     except BaseException:

@@ -9,6 +9,7 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -33,36 +34,113 @@ class MonitorArgs:
     tty: bool = False
     stdin: bool = False
 
-    def argv(self, sync_fd: int) -> list[str]:
-        argv = [sys.executable, "-S", "-m", "cri.monitor", "--id", self.container_id,
+    def options(self, sync_fd: int) -> list[str]:
+        argv = ["--id", self.container_id,
                 "--bundle", self.bundle, "--state-dir", self.state_dir, "--runc", self.runc,
                 "--runc-root", self.runc_root, "--log-path", self.log_path,
                 "--cgroups-path", self.cgroups_path, "--sync-fd", str(sync_fd)]
         return argv + ["--tty"] * self.tty + ["--stdin"] * self.stdin
 
 
+class Standby:
+    """A monitor started before it is needed: Python's start-up and imports (~25 ms) are
+    paid while no CreateContainer waits.  It is detached like any monitor and waits for its
+    job on a pipe; when the shim goes away the pipe reaches EOF and the standby exits."""
+
+    def __init__(self, root: str) -> None:
+        job_r, self.job_w = os.pipe2(os.O_CLOEXEC)
+        self.sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            env = dict(os.environ, PYTHONPATH=PACKAGE_ROOT)
+            # --root only labels the process (ps shows whose standby it is).
+            argv = [sys.executable, "-S", "-m", "cri.monitor", "--standby", str(job_r), "--root", root]
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, pass_fds=(job_r, sync_w),
+                                    start_new_session=True, cwd="/", env=env)
+            self.sync_fd = sync_w  # pass_fds keeps the number in the child
+            _reap_first_fork(proc, time.monotonic() + 30)
+        except BaseException:
+            for fd in (self.job_w, self.sync_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(job_r)
+            os.close(sync_w)
+
+    def dismiss(self) -> None:
+        """Not needed after all: EOF on its job pipe makes it exit."""
+        os.close(self.job_w)
+        os.close(self.sync_r)
+
+    def assign(self, args: "MonitorArgs") -> int:
+        """Hand over the job; returns the fd the monitor reports "created" on (ours to close)."""
+        try:
+            os.write(self.job_w, json.dumps(args.options(self.sync_fd)).encode() + b"\n")
+        finally:
+            os.close(self.job_w)
+        return self.sync_r
+
+
+class _Spare:
+    """At most one standby monitor per monitors root, refilled in the background after use
+    and let go after IDLE_S without a CreateContainer, so an idle node keeps no spare."""
+
+    IDLE_S = 60.0
+
+    def __init__(self, root: str) -> None:
+        self._root = root
+        self._lock = threading.Lock()
+        self._ready: Standby | None = None
+
+    def take(self) -> Standby:
+        with self._lock:
+            standby, self._ready = self._ready, None
+        threading.Thread(target=self._refill, name="monitor-standby", daemon=True).start()
+        return standby or Standby(self._root)
+
+    def _refill(self) -> None:
+        try:
+            standby = Standby(self._root)
+        except Exception:
+            return  # the next take() starts one itself
+        with self._lock:
+            if self._ready is None:
+                self._ready, standby = standby, None
+                expiry = threading.Timer(self.IDLE_S, self._expire, [self._ready])
+                expiry.daemon = True
+                expiry.start()
+        if standby is not None:  # lost a race: one spare is enough
+            standby.dismiss()
+
+    def _expire(self, standby: Standby) -> None:
+        with self._lock:
+            if self._ready is not standby:
+                return  # taken meanwhile
+            self._ready = None
+        standby.dismiss()
+
+
+_spares: dict[str, _Spare] = {}
+_spares_lock = threading.Lock()
+
+
+def _spare(root: str) -> _Spare:
+    with _spares_lock:
+        return _spares.setdefault(root, _Spare(root))
+
+
 def spawn(args: MonitorArgs, timeout: float) -> int:
     """Start the monitor, which creates the container; the container's init pid.
 
-    The monitor double-forks: the process we start exits at once and is reaped here, so the
-    monitor is never our child and survives us.  Its "created" (or error) arrives on a pipe.
+    The monitor is a standby started ahead of time (see Standby): it double-forked, so it is
+    never our child and survives us.  Its "created" (or error) arrives on a pipe.
     On timeout the caller's undo kills the monitor (its pid is in monitor.json)."""
     deadline_at = time.monotonic() + timeout
-    sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+    sync_r = _spare(os.path.dirname(os.path.abspath(args.state_dir))).take().assign(args)
     try:
-        env = dict(os.environ, PYTHONPATH=PACKAGE_ROOT)
-        with open(os.path.join(args.state_dir, files.MONITOR_LOG), "ab") as log:
-            proc = subprocess.Popen(args.argv(sync_w), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=log, pass_fds=(sync_w,),
-                                    start_new_session=True, cwd="/", env=env)
-        os.close(sync_w)
-        sync_w = -1
-        _reap_first_fork(proc, deadline_at)
         message = _read_message(sync_r, deadline_at, args.state_dir)
     finally:
         os.close(sync_r)
-        if sync_w >= 0:
-            os.close(sync_w)
     if "pid" not in message:
         raise internal(f"create container {args.container_id}: {message.get('error')}")
     return int(message["pid"])
