@@ -126,12 +126,7 @@ def list_containers(c, opts) -> list:
 
 def ps(c, opts) -> int:
     items = list_containers(c, opts)
-    if opts.quiet:
-        for x in items:
-            print(x.id)
-        return 0
-    if opts.output != "table":
-        output.dump({"containers": [output.to_obj(x) for x in items]}, opts.output)
+    if output.ids_or_dump(items, opts, "containers"):
         return 0
     pod_names = {p.id: p.metadata.name
                  for p in c.call(c.runtime.ListPodSandbox, api.ListPodSandboxRequest()).items}

@@ -94,3 +94,15 @@ def newest(items: list, opts) -> list:
     if opts.latest:
         return items[:1]
     return items[:opts.last] if opts.last else items
+
+
+def ids_or_dump(items: list, opts, key: str) -> bool:
+    """-q prints ids, -o json|yaml dumps under ``key``; True when either handled the listing."""
+    if opts.quiet:
+        for x in items:
+            print(x.id)
+        return True
+    if opts.output != "table":
+        dump({key: [to_obj(x) for x in items]}, opts.output)
+        return True
+    return False

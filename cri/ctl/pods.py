@@ -85,12 +85,7 @@ def list_pods(c, opts) -> list:
 
 def pods(c, opts) -> int:
     items = list_pods(c, opts)
-    if opts.quiet:
-        for p in items:
-            print(p.id)
-        return 0
-    if opts.output != "table":
-        output.dump({"items": [output.to_obj(p) for p in items]}, opts.output)
+    if output.ids_or_dump(items, opts, "items"):
         return 0
     rows = [[output.truncate(p.id, opts.no_trunc), output.ago(p.created_at), STATES.get(p.state, "?"),
              p.metadata.name, p.metadata.namespace, str(p.metadata.attempt), p.runtime_handler or "(default)"]

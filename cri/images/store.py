@@ -18,13 +18,13 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 import threading
 from typing import Iterator, Mapping, Optional
 
 from . import reference
 from .content import Content
 from .image import Image
+from ..store import atomic
 from ..errors import CriError, not_found
 
 log = logging.getLogger("podwire.cri.images")
@@ -197,7 +197,7 @@ class ImageStore:
     def _commit(self, state: State) -> None:
         """Collect garbage, persist, publish.  Caller holds ``_lock``."""
         state = self._collect(state)
-        _write_json(os.path.join(self.root, RECORDS), {
+        atomic.write_json(os.path.join(self.root, RECORDS), {
             "version": FORMAT,
             "images": [img.to_json() for img in state.images.values()],
             "layers": {d: dataclasses.asdict(la) for d, la in state.layers.items()},
@@ -253,18 +253,3 @@ def _untag_others(images: dict, tag: str, keep: str) -> None:
         # removable, like docker's "<none>" images.
         images[image_id] = dataclasses.replace(
             img, repo_tags=tuple(t for t in img.repo_tags if t != tag))
-
-
-def _write_json(path: str, doc: dict) -> None:
-    """Temp file, fsync, rename: a crash leaves the old records or the new ones."""
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".images-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
