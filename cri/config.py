@@ -35,6 +35,7 @@ class Config:
     netpol_timeout: float = 10.0
     # Containers.
     runc: str = "runc"
+    conmon: str = "conmon"                   # the per-container monitor (Debian's conmon)
     runc_root: str = "/run/podwire/runc"
     cgroup_parent: str = "/podwire"
     restrict_oom_score_adj: bool = False

@@ -10,6 +10,7 @@ APT_PACKAGES=(
   iputils-ping netcat-openbsd iperf3    # probes in tests and benchmarks
   python3 python3-venv python3-pip      # the interpreter the venv is made from
   runc                                  # the OCI runtime under podwire-cri
+  conmon                                # the per-container monitor (holds stdio, records exits)
   docker-registry skopeo umoci busybox-static  # a real local registry and test images for e2e tests
   containerd                            # the baseline CRI runtime in benchmarks
   python3-bpfcc linux-headers-amd64     # netpol: bcc compiles the tc programs against kernel headers

@@ -1,25 +1,20 @@
-"""The monitor's state-dir layout and atomic JSON files, shared by the monitor and the shim.
-
-Standard library only, and no dataclasses/typing at run time (see the package docstring).
-"""
+"""The container state dir's layout (see the package docstring) and atomic JSON files."""
 from __future__ import annotations
 
 import json
 import os
-TYPE_CHECKING = False  # not `from typing`: the monitor does not import typing at run time
+from typing import Any
 
-if TYPE_CHECKING:
-    from typing import Any
-
-MONITOR = "monitor.json"
+CONMON_PID = "conmon.pid"
+INIT_PID = "init.pid"
 CREATED = "created.json"
 STARTED = "started.json"
-EXIT = "exit.json"
 RUNTIME = "runtime.json"
-CONTROL = "ctl.sock"
-MONITOR_LOG = "monitor.log"
+EXIT = "exit"
+OOM = "oom"
+CONMON_LOG = "conmon.log"
 RUNC_LOG = "runc.log"
-INIT_PID = "init.pid"
+CONTROL_FIFO = "ctl"   # in the bundle dir
 
 
 def write_json(path: str, data: dict[str, Any]) -> None:
@@ -46,6 +41,22 @@ def read_json(path: str) -> dict[str, Any] | None:
         return None
 
 
+def read_int(path: str) -> int | None:
+    """A file holding one integer (pid files, conmon's exit file); None if absent or partial."""
+    try:
+        with open(path, "rb") as f:
+            return int(f.read().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def mtime_ns(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
 def proc_start_time(pid: int) -> int | None:
     """Field 22 of /proc/<pid>/stat (start time in clock ticks), None if gone or a zombie.
 
@@ -64,8 +75,7 @@ def proc_start_time(pid: int) -> int | None:
 
 
 class ProcRef:
-    """A process named by pid + start time.  (A plain class: dataclasses would pull `inspect`
-    into every monitor, ~2 MB each.)"""
+    """A process named by pid + start time."""
 
     __slots__ = ("pid", "start_time")
 

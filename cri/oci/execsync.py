@@ -19,10 +19,11 @@ import time
 from dataclasses import dataclass
 
 from cri.errors import deadline, internal, invalid
-from cri.monitor.client import PACKAGE_ROOT
 from cri.oci.runc import Runc
 
 DRAIN_TIMEOUT = 1.0
+# The helper runs with `python -S` (no site: a faster start) and finds podwire via PYTHONPATH.
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MAX_OUTPUT = 16 << 20  # per stream; the kubelet caps probe output far lower anyway
 
 

@@ -1,11 +1,13 @@
 """ContainerRuntime: the container half of the CRI (create/start/stop/remove/status/exec/logs/
-stats/update/recover), on runc plus one monitor process per container.
+stats/update/recover), on runc plus one conmon per container (cri/monitor/__init__.py).
 
 Directories (all configurable; tests use temporary ones and a private runc root):
   root_dir/<id>/    the OCI bundle: config.json, rootfs/ (overlay mount), upper/, work/
                     default /var/lib/podwire/bundles (container writes must not live in RAM)
-  state_dir/<id>/   the monitor's files (cri/monitor/__init__.py); default /run/podwire/monitors:
-                    they matter while the node is up, and no container survives a reboot
+  state_dir/<id>/   the container's state files (cri/monitor/__init__.py); default
+                    /run/podwire/monitors: they matter while the node is up, and no container
+                    survives a reboot
+  state_dir/.attach/<id> -> bundle   conmon's link to the attach socket (short socket paths)
   runc_root         runc --root, default /run/podwire/runc
 
 Nothing here is kept only in memory: a new ContainerRuntime over the same directories (a
@@ -21,7 +23,7 @@ import signal
 import time
 
 from cri.errors import already_exists, deadline, invalid, not_found, precondition
-from cri.monitor import client, files
+from cri.monitor import conmon, files
 from cri.oci import cgroups, execsync, resources, rootfs, stats
 from cri.oci.runc import DEFAULT_ROOT as RUNC_ROOT, Runc
 from cri.oci.spec import OWNED_CGROUP_PARENT
@@ -30,7 +32,7 @@ from cri.oci.state import ContainerState, State, read_state
 DEFAULT_ROOT_DIR = "/var/lib/podwire/bundles"
 DEFAULT_STATE_DIR = "/run/podwire/monitors"
 KILL_WAIT = 10.0        # after SIGKILL, how long the exit may take to be recorded
-MONITOR_GRACE = 5.0     # remove(): the monitor drains (<= 2 s) and writes the exit, then exits
+MONITOR_GRACE = 5.0     # remove(): conmon drains, writes the exit file, then exits
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -42,10 +44,13 @@ def _check_id(container_id: str) -> None:
 
 class ContainerRuntime:
     def __init__(self, root_dir: str = DEFAULT_ROOT_DIR, runc_root: str = RUNC_ROOT,
-                 state_dir: str = DEFAULT_STATE_DIR, runc_binary: str = "runc") -> None:
+                 state_dir: str = DEFAULT_STATE_DIR, runc_binary: str = "runc",
+                 conmon_binary: str = "conmon") -> None:
         self.root_dir = root_dir
         self.state_dir = state_dir
+        self.attach_dir = os.path.join(state_dir, ".attach")
         self.runc = Runc(runc_root, runc_binary)
+        self.conmon = shutil.which(conmon_binary) or conmon_binary
         for d in (root_dir, state_dir, runc_root):
             os.makedirs(d, mode=0o711, exist_ok=True)
 
@@ -75,7 +80,7 @@ class ContainerRuntime:
 
     def create(self, container_id: str, spec: dict, log_path: str, timeout: float = 60.0,
                *, stdin: bool = False) -> int:
-        """Write config.json, start the monitor, which runs `runc create`; the init's pid.
+        """Write config.json, start conmon, which runs `runc create`; the init's pid.
 
         On failure everything this call made is undone (the rootfs stays: remove() owns it)."""
         bundle, state = self.bundle_dir(container_id), self.monitor_dir(container_id)
@@ -91,15 +96,24 @@ class ContainerRuntime:
                     "cgroups_path": spec["linux"].get("cgroupsPath", "")}
             files.write_json(os.path.join(state, files.RUNTIME), info)
             undo.callback(self._abort_create, container_id)
-            pid = client.spawn(client.MonitorArgs(
-                container_id, bundle, state, self.runc.binary, self.runc.root, log_path,
-                info["cgroups_path"], tty=info["tty"], stdin=stdin), timeout)
+            pid = conmon.spawn(conmon.ConmonArgs(
+                container_id, bundle, state, self.attach_dir, self.conmon, self.runc.binary,
+                self.runc.root, log_path, tty=info["tty"], stdin=stdin), timeout)
+            ref = files.ProcRef.of(pid) or files.ProcRef(pid, 0)
+            files.write_json(os.path.join(state, files.CREATED),
+                             {**ref.to_json(), "created_at": time.time_ns()})
             undo.pop_all()
         return pid
 
     def _abort_create(self, container_id: str) -> None:
         self._kill_monitor(container_id)
         self.runc.delete(container_id)
+        self._unlink_attach(container_id)
+
+    def _unlink_attach(self, container_id: str) -> None:
+        """conmon removes its attach link when it exits; not when it was killed."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.attach_dir, container_id))
 
     def start(self, container_id: str) -> None:
         st = self.status(container_id)
@@ -142,6 +156,7 @@ class ContainerRuntime:
         rootfs.unmount_rootfs(os.path.join(bundle, "rootfs"))
         shutil.rmtree(bundle, ignore_errors=True)
         shutil.rmtree(state, ignore_errors=True)
+        self._unlink_attach(container_id)
         if owned_parent:
             cgroups.remove_empty(owned_parent)
 
@@ -150,22 +165,17 @@ class ContainerRuntime:
         spec = files.read_json(os.path.join(bundle, "config.json")) or {}
         return (spec.get("annotations") or {}).get(OWNED_CGROUP_PARENT, "")
 
-    # -- monitor process -----------------------------------------------------------------------
-
-    def _monitor(self, container_id: str) -> files.ProcRef | None:
-        path = os.path.join(self.monitor_dir(container_id), files.MONITOR)
-        return files.ProcRef.from_json(files.read_json(path))
+    # -- conmon ------------------------------------------------------------------------------
 
     def _kill_monitor(self, container_id: str) -> None:
-        ref = self._monitor(container_id)
-        if ref is not None and ref.alive():
+        pid = conmon.conmon_pid(self.monitor_dir(container_id), container_id)
+        if pid:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(ref.pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
 
     def _wait_monitor_gone(self, container_id: str, timeout: float) -> None:
-        ref = self._monitor(container_id)
-        end = time.monotonic() + timeout
-        while ref is not None and ref.alive() and time.monotonic() < end:
+        state, end = self.monitor_dir(container_id), time.monotonic() + timeout
+        while conmon.alive(state, container_id) and time.monotonic() < end:
             time.sleep(0.02)
         self._kill_monitor(container_id)
 
@@ -240,7 +250,8 @@ class ContainerRuntime:
         """Reopen the log file after the kubelet renamed it; FailedPrecondition if not running
         (containerd rejects it the same way)."""
         self._require_running(container_id)
-        client.reopen_log(container_id, self.monitor_dir(container_id))
+        conmon.reopen_log(container_id, self.bundle_dir(container_id),
+                          self._runtime_info(container_id).get("log_path", ""))
 
     def update_resources(self, container_id: str, linux_resources) -> None:
         """Apply a runtime.v1 LinuxContainerResources to the live cgroup (`runc update`)."""

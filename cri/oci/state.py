@@ -1,15 +1,16 @@
-"""ContainerState: what ContainerStatus reports, derived from the monitor's files.
+"""ContainerState: what ContainerStatus reports, derived from the container's state dir.
 
-No runc call on this path (ListContainers and ContainerStatus are hot): the monitor's files say
-created / exited, the shim's started.json says started, /proc says whether the init and the
-monitor still live (pid + start time, so a reused pid is not mistaken for them)."""
+No runc call on this path (ListContainers and ContainerStatus are hot): the shim's created.json
+and started.json say created / started, conmon's exit file says exited (its mtime is the finish
+time, its oom file the reason), /proc says whether the init (pid + start time, so a reused pid is
+not mistaken for it) and conmon still live."""
 from __future__ import annotations
 
 import enum
 import os
 from dataclasses import dataclass
 
-from cri.monitor import files
+from cri.monitor import conmon, files
 
 
 class State(enum.IntEnum):
@@ -38,31 +39,52 @@ class ContainerState:
 
 
 def read_state(container_id: str, state_dir: str) -> ContainerState | None:
-    """The container's state from its monitor files; None when there is no state dir."""
+    """The container's state from its state dir; None when there is no state dir."""
     if not os.path.isdir(state_dir):
         return None
-    created = files.read_json(os.path.join(state_dir, files.CREATED))
-    started = files.read_json(os.path.join(state_dir, files.STARTED)) or {}
-    exited = files.read_json(os.path.join(state_dir, files.EXIT))
-    monitor = files.ProcRef.from_json(files.read_json(os.path.join(state_dir, files.MONITOR)))
-    monitor_alive = monitor is not None and monitor.alive()
+    monitor_alive = conmon.alive(state_dir, container_id)
+    created = _created(state_dir)
     if created is None:
         # Create still running, or failed.
         return ContainerState(container_id, State.CREATED if monitor_alive else State.UNKNOWN,
                               message="" if monitor_alive else "container creation failed")
+    started = files.read_json(os.path.join(state_dir, files.STARTED)) or {}
     base = dict(id=container_id, pid=int(created["pid"]), created_at=int(created["created_at"]),
                 started_at=int(started.get("started_at", 0)))
-    if exited is not None:
-        return ContainerState(state=State.EXITED, finished_at=int(exited["finished_at"]),
-                              exit_code=int(exited["exit_code"]), reason=exited["reason"],
-                              message=exited.get("message", ""), **base)
+    exit_path = os.path.join(state_dir, files.EXIT)
+    exit_code = files.read_int(exit_path)
+    if exit_code is not None:
+        oom = os.path.exists(os.path.join(state_dir, files.OOM))
+        return ContainerState(state=State.EXITED, finished_at=files.mtime_ns(exit_path),
+                              exit_code=exit_code if exit_code >= 0 else UNKNOWN_EXIT_CODE,
+                              reason=_reason(exit_code, oom), **base)
     init = files.ProcRef.from_json(created)
     if init is not None and init.alive():
         return ContainerState(state=State.RUNNING if base["started_at"] else State.CREATED, **base)
     if monitor_alive:
-        # The init is gone and the monitor is draining its output: the exit file (and the last
-        # log lines) follow within the drain timeout.  Still RUNNING, so `logs -f` keeps going.
+        # The init is gone and conmon is draining its output: the exit file (after the last
+        # log lines) follows at once.  Still RUNNING, so `logs -f` keeps going.
         return ContainerState(state=State.RUNNING, **base)
     return ContainerState(state=State.EXITED, exit_code=UNKNOWN_EXIT_CODE, reason="Unknown",
                           message="the container's monitor exited without recording its exit",
                           **base)
+
+
+def _created(state_dir: str) -> dict | None:
+    """created.json, which the shim writes once conmon reported the init's pid; else -- a shim
+    killed in between -- the pid runc wrote, with the pid file's mtime as created_at."""
+    created = files.read_json(os.path.join(state_dir, files.CREATED))
+    if created is not None:
+        return created
+    pid_path = os.path.join(state_dir, files.INIT_PID)
+    pid = files.read_int(pid_path)
+    if not pid:
+        return None
+    ref = files.ProcRef.of(pid) or files.ProcRef(pid, 0)   # start time 0: never "alive" again
+    return {**ref.to_json(), "created_at": files.mtime_ns(pid_path)}
+
+
+def _reason(exit_code: int, oom: bool) -> str:
+    if oom:
+        return "OOMKilled"
+    return "Completed" if exit_code == 0 else "Error"

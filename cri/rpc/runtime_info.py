@@ -49,6 +49,8 @@ def status(svc, req: api.StatusRequest) -> api.StatusResponse:
 def _runtime_ready(svc) -> tuple[bool, str]:
     if shutil.which(svc.config.runc) is None:
         return False, f"OCI runtime {svc.config.runc!r} not found"
+    if shutil.which(svc.config.conmon) is None:
+        return False, f"container monitor {svc.config.conmon!r} not found"
     if svc.runtime is None or svc.images is None:
         return False, "container runtime or image service not initialised"
     return True, ""

@@ -80,4 +80,5 @@ def _container_engine(cfg: Config):
     from ..oci.runtime import ContainerRuntime
     # Bundles (with the writable layers) on disk beside the records; monitor state per boot.
     return ContainerRuntime(root_dir=os.path.join(cfg.state_dir, "bundles"), runc_root=cfg.runc_root,
-                            state_dir=os.path.join(cfg.run_dir, "monitors"), runc_binary=cfg.runc)
+                            state_dir=os.path.join(cfg.run_dir, "monitors"), runc_binary=cfg.runc,
+                            conmon_binary=cfg.conmon)

@@ -14,7 +14,7 @@ Measured, per runtime, in one run:
   * container life cycle in one pod: CreateContainer, StartContainer, ContainerStatus,
     StopContainer (timeout 0), RemoveContainer (medians over --containers);
   * resident memory (RSS and PSS) of the runtime's processes idle, and with --density pods
-    each running one container: podwire-cri + its monitors, containerd + its shims.
+    each running one container: podwire-cri + its conmons, containerd + its shims.
 
 Prints a table and writes it to tests/bench/results/cri.md.
 """
@@ -118,7 +118,9 @@ class Podwire(Runtime):
 
     def pids(self) -> list[int]:
         marker = os.path.join(self.cfg.run_dir, "monitors").encode()
-        return [self.proc.pid] + [p for p, cmd in _processes() if b"cri.monitor" in cmd and marker in cmd]
+        # Every helper the shim leaves running: conmons (and an ExecSync helper, if one ran).
+        return [self.proc.pid] + [p for p, cmd in _processes()
+                                  if marker in cmd and p != self.proc.pid]
 
 
 class Containerd(Runtime):
@@ -341,7 +343,7 @@ def table(res: dict, opts) -> str:
         label = "pod life cycle total" if group == "pods" else "container life cycle total"
         lines.append(f"| **{label}** | **{tot_pw:.1f}** | **{tot_cd:.1f}** | **{tot_pw / tot_cd:.2f}** |")
     lines += ["", f"Memory in MiB (processes): the daemon plus its per-container helpers "
-                  f"(podwire: monitors; containerd: shims); busy = {opts.density} pods with one running "
+                  f"(podwire: conmons; containerd: shims); busy = {opts.density} pods with one running "
                   f"container each.", "",
               "| state | podwire-cri RSS | containerd RSS | ratio | podwire-cri PSS | containerd PSS | ratio |",
               "|---|---|---|---|---|---|---|"]

@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 import pytest
 from cri_api.v1 import api_pb2
 
-from cri.monitor import files
+from cri.monitor import conmon
 from cri.oci import cgroups, rootfs
 from cri.oci.runtime import ContainerRuntime
 from cri.oci.spec import PodContext, build_spec
 
 NODE = api_pb2.NamespaceMode.Value("NODE")
-CAN_RUN = os.geteuid() == 0 and shutil.which("runc") is not None and os.path.exists("/bin/busybox")
-needs_runc = pytest.mark.skipif(not CAN_RUN, reason="needs root, runc and /bin/busybox")
+CAN_RUN = (os.geteuid() == 0 and shutil.which("runc") is not None and shutil.which("conmon") is not None
+           and os.path.exists("/bin/busybox"))
+needs_runc = pytest.mark.skipif(not CAN_RUN, reason="needs root, runc, conmon and /bin/busybox")
 
 PASSWD = """root:x:0:0:root:/root:/bin/sh
 alice:x:1000:1000:Alice:/home/alice:/bin/sh
@@ -144,10 +145,10 @@ def force_cleanup(env: Env) -> None:
     # Whatever remove() could not clean: runc's containers, monitors, mounts, cgroups.
     for c in _runc_list(rt.runc.root):
         subprocess.run(["runc", "--root", rt.runc.root, "delete", "-f", c], capture_output=True)
-    for cid in os.listdir(rt.state_dir) if os.path.isdir(rt.state_dir) else []:
-        ref = files.ProcRef.from_json(files.read_json(os.path.join(rt.state_dir, cid, files.MONITOR)))
-        if ref is not None and ref.alive():
-            os.kill(ref.pid, signal.SIGKILL)
+    for cid in rt.list_ids():
+        pid = conmon.conmon_pid(rt.monitor_dir(cid), cid)
+        if pid:
+            os.kill(pid, signal.SIGKILL)
     for cid in os.listdir(rt.root_dir) if os.path.isdir(rt.root_dir) else []:
         rootfs.unmount_rootfs(os.path.join(rt.root_dir, cid, "rootfs"))
     remove_cgroup_tree(env.cgroup_root)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 
 import pytest
@@ -174,32 +173,3 @@ def test_missing_log_directory_fails_create_cleanly(env):
     env.rt.remove(cid)
     assert not os.path.exists(env.rt.bundle_dir(cid))
 
-
-def test_standby_monitor_serves_the_next_create_and_leaves_when_dismissed(tmp_path):
-    """A standby is a detached monitor waiting for its job; dismissing it (EOF) ends it."""
-    from cri.monitor.client import Standby
-
-    root = str(tmp_path)
-    standby = Standby(root)
-
-    def standby_pids() -> list[int]:
-        out = subprocess.run(["pgrep", "-f", f"cri.monitor --standby .* --root {root}$"],
-                             capture_output=True, text=True).stdout
-        return [int(p) for p in out.split()]
-
-    deadline = time.monotonic() + 10
-    while not standby_pids() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pids = standby_pids()
-    assert len(pids) == 1
-    assert _ppid(pids[0]) != os.getpid()  # detached: never our child
-    standby.dismiss()
-    deadline = time.monotonic() + 10
-    while standby_pids() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert standby_pids() == []
-
-
-def _ppid(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])

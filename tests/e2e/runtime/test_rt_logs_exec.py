@@ -12,21 +12,23 @@ from rtfixtures import busybox_rootfs, env, needs_runc, read_log  # noqa: F401 -
 
 pytestmark = [pytest.mark.root, needs_runc]
 
-LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) (P|F) (.*)$")
+# RFC 3339 with nanoseconds; conmon writes the local offset ("+00:00"), containerd "Z" in UTC.
+LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}(Z|[+-]\d\d:\d\d) (stdout|stderr) (P|F) (.*)$")
 
 
 def test_log_format_streams_and_long_lines(env):
-    # 40000 bytes without newline, then a newline: 16384 + 16384 as P, the rest as F.
+    # 40000 bytes without newline, then a newline: P chunks (as the pipe delivered them), then F.
     cid, log = env.run(["sh", "-c", "echo out; echo err >&2; head -c 40000 /dev/zero | tr '\\0' x;"
                         " echo; printf 'no newline'"])
     with open(log) as f:
         lines = [LINE.match(line.rstrip("\n")) for line in f]
     assert all(lines), "every line is <RFC3339Nano> <stream> <P|F> <msg>"
-    got = [(m.group(1), m.group(2), len(m.group(3))) for m in lines]
-    assert ("stdout", "F", 3) in got and ("stderr", "F", 3) in got
-    long = [g for g in got if g[2] >= 16384 or g[2] == 40000 - 2 * 16384]
-    assert long == [("stdout", "P", 16384), ("stdout", "P", 16384), ("stdout", "F", 40000 - 32768)]
-    assert got[-1] == ("stdout", "P", len("no newline"))  # unterminated at EOF: partial
+    got = [(m.group(2), m.group(3), m.group(4)) for m in lines]
+    assert ("stdout", "F", "out") in got and ("stderr", "F", "err") in got
+    long = [g for g in got if set(g[2]) == {"x"}]
+    assert len(long) >= 2 and all(tag == "P" for _s, tag, _m in long[:-1]) and long[-1][1] == "F"
+    assert "".join(m for _s, _t, m in long) == "x" * 40000
+    assert got[-1] == ("stdout", "P", "no newline")  # unterminated at EOF: partial
     assert read_log(log, "stderr") == ["err\n"]
 
 
@@ -104,3 +106,15 @@ def _wait(predicate, timeout: float = 10.0) -> None:
             pass
         time.sleep(0.02)
     raise AssertionError("condition not met in time")
+
+
+def test_without_log_path_output_is_dropped_and_exit_recorded(env):
+    """The CRI: no log_path means the output is discarded -- the container must still run
+    (conmon reads its pipes so it never blocks on a full one) and its exit be recorded."""
+    cid, log = env.create(env.config(["sh", "-c", "head -c 200000 /dev/zero; exit 7"]), log=False)
+    assert log == ""
+    env.rt.start(cid)
+    st = env.rt.wait_exit(cid, 20)
+    assert st is not None and (st.exit_code, st.reason) == (7, "Error")
+    state_files = os.listdir(env.rt.monitor_dir(cid))
+    assert not [f for f in state_files if f.startswith("none")], state_files

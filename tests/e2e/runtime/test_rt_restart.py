@@ -13,7 +13,7 @@ import time
 import pytest
 from cri_api.v1 import api_pb2
 
-from cri.monitor import files
+from cri.monitor import conmon, files
 from cri.oci.runtime import ContainerRuntime
 from cri.oci.spec import build_spec
 from cri.oci.state import State
@@ -60,8 +60,7 @@ def test_kill_9_of_the_shim(env, tmp_path):
     fresh = ContainerRuntime(env.rt.root_dir, env.rt.runc.root, env.rt.state_dir)
     st = fresh.status(cid)
     assert (st.state, st.pid) == (State.RUNNING, pid), "the container survived the shim"
-    monitor = files.ProcRef.from_json(
-        files.read_json(os.path.join(fresh.monitor_dir(cid), files.MONITOR)))
+    monitor = _conmon(fresh, cid)
     assert monitor.alive() and _ppid(monitor.pid) != shim.pid
     assert os.getsid(monitor.pid) not in (os.getsid(0), shim.pid)
 
@@ -79,24 +78,28 @@ def test_kill_9_of_the_shim(env, tmp_path):
 def test_exit_while_shim_is_down_is_recorded(env, tmp_path):
     cid, log = env.create(env.config(["sh", "-c", "sleep 0.3; echo done; exit 3"]))
     env.rt.start(cid)
-    # No ContainerRuntime call while it exits: the monitor alone records it.
+    # No ContainerRuntime call while it exits: conmon alone records it.
     time.sleep(1.0)
-    exit_file = files.read_json(os.path.join(env.rt.monitor_dir(cid), files.EXIT))
-    assert exit_file["exit_code"] == 3 and exit_file["reason"] == "Error"
+    assert files.read_int(os.path.join(env.rt.monitor_dir(cid), files.EXIT)) == 3
     assert read_log(log) == ["done\n"]
 
 
 def test_monitor_killed_reports_unknown_exit(env):
     cid, _ = env.create(env.config(["sleep", "100"]))
     env.rt.start(cid)
-    monitor = files.ProcRef.from_json(
-        files.read_json(os.path.join(env.rt.monitor_dir(cid), files.MONITOR)))
+    monitor = _conmon(env.rt, cid)
     os.kill(monitor.pid, signal.SIGKILL)
     _wait_gone(monitor)
     assert env.rt.status(cid).state == State.RUNNING  # the init still lives
     env.rt.stop(cid, signal.SIGKILL, 0)
     st = env.rt.status(cid)
     assert (st.state, st.exit_code, st.reason) == (State.EXITED, 255, "Unknown")
+
+
+def _conmon(rt, cid: str) -> files.ProcRef:
+    pid = conmon.conmon_pid(rt.monitor_dir(cid), cid)
+    assert pid, "conmon runs for the container"
+    return files.ProcRef.of(pid)
 
 
 def _ppid(pid: int) -> int:

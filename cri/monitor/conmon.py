@@ -1,0 +1,182 @@
+"""Spawning conmon for a container, asking it to reopen the log, and telling whether it lives.
+
+conmon's contract (api version 1; Debian's conmon 2.1): the first process forks and exits at once
+(its child carries on detached, in its own session), the sync pipe named by $_OCI_SYNCPIPE gets
+one JSON line -- {"data": <init pid>} once `runc create` succeeded, {"data": -1, "message": ...}
+when it failed -- and early failures (a log file it cannot open) exit the first process non-zero
+with the reason on stderr, which we keep in conmon.log."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import select
+import subprocess
+import time
+from dataclasses import dataclass
+
+from cri.errors import deadline, internal, precondition
+from cri.monitor import files
+
+# Our own signals for conmon's log: "warning" keeps its stderr (conmon.log) to what matters.
+LOG_LEVEL = "warning"
+# ReopenContainerLog waits this long for conmon to have created the new log file.
+REOPEN_WAIT = 5.0
+REOPEN_LOGS = b"2 0 0\n"   # conmon's control message type 2 (the two numbers are unused)
+
+
+@dataclass(frozen=True)
+class ConmonArgs:
+    container_id: str
+    bundle: str
+    state_dir: str
+    attach_dir: str      # conmon links <attach_dir>/<id> -> bundle (keeps socket paths short)
+    conmon: str
+    runc: str
+    runc_root: str
+    log_path: str        # "" = output is read and dropped, as the CRI says without log_path
+    tty: bool = False
+    stdin: bool = False
+
+    def argv(self) -> list[str]:
+        state = lambda name: os.path.join(self.state_dir, name)   # noqa: E731
+        log = f"k8s-file:{self.log_path}" if self.log_path else "none:"
+        argv = [self.conmon, "--api-version", "1", "--cid", self.container_id,
+                "--cuuid", self.container_id, "--name", self.container_id,
+                "--runtime", self.runc, "--runtime-arg", f"--root={self.runc_root}",
+                "--runtime-arg", f"--log={state(files.RUNC_LOG)}", "--runtime-arg", "--log-format=json",
+                "--bundle", self.bundle, "--container-pidfile", state(files.INIT_PID),
+                "--conmon-pidfile", state(files.CONMON_PID), "--persist-dir", self.state_dir,
+                "--exit-dir", self.state_dir, "--socket-dir-path", self.attach_dir,
+                "--log-path", log, "--log-level", LOG_LEVEL]
+        return argv + ["--terminal"] * self.tty + ["--stdin"] * self.stdin
+
+
+def spawn(args: ConmonArgs, timeout: float) -> int:
+    """Start conmon, which creates the container; the init's pid.
+
+    On failure or timeout the caller's undo kills conmon (conmon.pid) and deletes the container."""
+    deadline_at = time.monotonic() + timeout
+    os.makedirs(args.attach_dir, mode=0o700, exist_ok=True)
+    sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        _start(args, sync_w, deadline_at)
+        os.close(sync_w)
+        sync_w = -1
+        message = _read_message(sync_r, deadline_at, args.container_id)
+    finally:
+        os.close(sync_r)
+        if sync_w >= 0:
+            os.close(sync_w)
+    pid = message.get("data", -1)
+    if not isinstance(pid, int) or pid <= 0:
+        reason = (runc_error(args.state_dir) or message.get("message", "").strip()
+                  or _tail(os.path.join(args.state_dir, files.CONMON_LOG)))
+        raise internal(f"create container {args.container_id}: {reason}")
+    return pid
+
+
+def _start(args: ConmonArgs, sync_w: int, deadline_at: float) -> None:
+    """Run conmon's first process to its exit (it forks the long-lived one)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("_OCI_")}
+    env["_OCI_SYNCPIPE"] = str(sync_w)   # pass_fds keeps the number in the child
+    log_path = os.path.join(args.state_dir, files.CONMON_LOG)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(args.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                pass_fds=(sync_w,), cwd=args.state_dir, env=env,
+                                start_new_session=True)
+    try:
+        code = proc.wait(timeout=max(0.1, deadline_at - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise deadline(f"conmon for {args.container_id} did not start in time")
+    if code != 0:
+        raise internal(f"create container {args.container_id}: conmon failed: {_tail(log_path)}")
+
+
+def _read_message(fd: int, deadline_at: float, container_id: str) -> dict:
+    data = b""
+    while not data.endswith(b"\n"):
+        remaining = deadline_at - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            raise deadline(f"container {container_id} was not created in time")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return {}   # conmon died before reporting: its log says why
+        data += chunk
+    try:
+        return json.loads(data)
+    except ValueError:
+        return {"message": f"garbled report from conmon {data[:200]!r}"}
+
+
+def runc_error(state_dir: str) -> str:
+    """runc's own words from its json --log: the error and fatal entries."""
+    errors = []
+    try:
+        with open(os.path.join(state_dir, files.RUNC_LOG)) as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if entry.get("level") in ("error", "fatal"):
+                    errors.append(entry.get("msg", ""))
+    except OSError:
+        pass
+    return "; ".join(errors)
+
+
+def _tail(path: str, size: int = 2000) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - size))
+            return f.read().decode(errors="replace").strip() or "(conmon said nothing)"
+    except OSError:
+        return "(no conmon log)"
+
+
+def alive(state_dir: str, container_id: str) -> bool:
+    """Whether this container's conmon still runs: the pid in conmon.pid is a live process whose
+    command line is conmon's for this container id (so a reused pid is never mistaken for it)."""
+    pid = files.read_int(os.path.join(state_dir, files.CONMON_PID))
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    try:
+        return argv[argv.index(b"--cid") + 1] == container_id.encode()
+    except (ValueError, IndexError):
+        return False   # a zombie (empty cmdline) or another program
+
+
+def conmon_pid(state_dir: str, container_id: str) -> int:
+    """conmon's pid while it lives, else 0."""
+    if not alive(state_dir, container_id):
+        return 0
+    return files.read_int(os.path.join(state_dir, files.CONMON_PID)) or 0
+
+
+def reopen_log(container_id: str, bundle: str, log_path: str) -> None:
+    """Ask conmon to reopen the log file (after the kubelet renamed it away) and wait until the
+    new file exists; FailedPrecondition when no conmon listens (the container has exited)."""
+    try:
+        fd = os.open(os.path.join(bundle, files.CONTROL_FIFO), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno in (errno.ENXIO, errno.ENOENT):   # no reader: conmon is gone
+            raise precondition(f"container {container_id} is not running")
+        raise internal(f"reopen log of {container_id}: {e}")
+    try:
+        os.write(fd, REOPEN_LOGS)
+    finally:
+        os.close(fd)
+    end = time.monotonic() + REOPEN_WAIT
+    while log_path and not os.path.exists(log_path):
+        if time.monotonic() >= end:
+            raise internal(f"reopen log of {container_id}: conmon did not reopen {log_path}")
+        time.sleep(0.01)
