@@ -7,6 +7,7 @@ unpacked into per-layer directories that the runtime stacks as overlayfs lowerdi
                   insecure and loopback registries over plain HTTP
   auth.py         credentials from CRI AuthConfig, Basic and Bearer-token challenges
   registry.py     the distribution client: manifests and verified blobs over those endpoints
+  transport.py    its HTTP: http.client with keep-alive, TLS per endpoint, redirects, proxies
   manifest.py     media types; manifest/index/config parsing; index -> linux/<host arch>
   digest.py       digest validation and streaming verification
   pull.py         one pull: resolve, download once (in-flight dedup), unpack, record

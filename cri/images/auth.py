@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import re
 import threading
 import urllib.parse
 from typing import Optional
 
 import grpc
-import requests
 
+from .transport import Response, Transport, basic_auth
 from ..errors import CriError
 
 _PARAM = re.compile(r'[\s,]*([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
 _SCHEME = re.compile(r'[\s,]*([A-Za-z][\w-]*)(?:\s+|$)')
 TOKEN_CLIENT_ID = "podwire"
+MAX_TOKEN_RESPONSE = 1 << 20    # a token response is a few KiB of JSON
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,9 +84,9 @@ class Authorizer:
     Shared by the pull's download threads; a lock keeps one token fetch per host.
     """
 
-    def __init__(self, session: requests.Session, creds: Optional[Credentials],
+    def __init__(self, transport: Transport, creds: Optional[Credentials],
                  scope: str, timeout: float) -> None:
-        self._session = session
+        self._http = transport
         self._creds = creds or Credentials()
         self._scope = scope
         self._timeout = timeout
@@ -99,7 +101,7 @@ class Authorizer:
             value = f"Bearer {self._creds.registry_token}"
         return {"Authorization": value} if value else {}
 
-    def answer(self, response: requests.Response, sent: dict) -> bool:
+    def answer(self, response: Response, sent: dict) -> bool:
         """After a 401: prepare credentials for the host. False if retrying cannot help
         (nothing new to send), so the caller reports the 401."""
         host = _host(response.url)
@@ -118,8 +120,7 @@ class Authorizer:
                 return "Bearer " + self._token(ch.params)
         for ch in challenges:
             if ch.scheme == "basic" and self._creds.username:
-                pair = f"{self._creds.username}:{self._creds.password}".encode()
-                return "Basic " + base64.b64encode(pair).decode()
+                return basic_auth(self._creds.username, self._creds.password)
         return None
 
     def _token(self, params: dict) -> str:
@@ -127,27 +128,36 @@ class Authorizer:
         query = {"service": params.get("service", ""), "scope": params.get("scope") or self._scope}
         query = {k: v for k, v in query.items() if v}
         try:
-            if self._creds.identity_token:
-                resp = self._session.post(realm, timeout=self._timeout, data={
-                    **query, "grant_type": "refresh_token", "client_id": TOKEN_CLIENT_ID,
-                    "refresh_token": self._creds.identity_token})
-            else:
-                basic = (self._creds.username, self._creds.password) if self._creds.username else None
-                resp = self._session.get(realm, params=query, auth=basic, timeout=self._timeout)
-        except requests.RequestException as exc:
+            with self._ask_token(realm, query) as resp:
+                if resp.status in (401, 403):
+                    raise CriError(grpc.StatusCode.UNAUTHENTICATED,
+                                   f"token endpoint {realm} refused the credentials ({resp.status})")
+                if resp.status != 200:
+                    raise CriError(grpc.StatusCode.UNAVAILABLE,
+                                   f"token endpoint {realm}: HTTP {resp.status}")
+                return _token_from(resp.read(MAX_TOKEN_RESPONSE), realm)
+        except OSError as exc:
             raise CriError(grpc.StatusCode.UNAVAILABLE, f"token endpoint {realm}: {exc}") from None
-        if resp.status_code in (401, 403):
-            raise CriError(grpc.StatusCode.UNAUTHENTICATED,
-                           f"token endpoint {realm} refused the credentials ({resp.status_code})")
-        if resp.status_code != 200:
-            raise CriError(grpc.StatusCode.UNAVAILABLE,
-                           f"token endpoint {realm}: HTTP {resp.status_code}")
-        return _token_from(resp, realm)
+
+    def _ask_token(self, realm: str, query: dict) -> Response:
+        """The token endpoint's answer: docker's OAuth2 refresh-token grant for an identity
+        token, else a GET with the credentials (if any) as Basic auth."""
+        timeout = (self._timeout, self._timeout)
+        if self._creds.identity_token:
+            form = urllib.parse.urlencode({
+                **query, "grant_type": "refresh_token", "client_id": TOKEN_CLIENT_ID,
+                "refresh_token": self._creds.identity_token}).encode()
+            return self._http.request("POST", realm, {
+                "Content-Type": "application/x-www-form-urlencoded"}, form, timeout=timeout)
+        headers = {}
+        if self._creds.username:
+            headers["Authorization"] = basic_auth(self._creds.username, self._creds.password)
+        return self._http.request("GET", _with_query(realm, query), headers, timeout=timeout)
 
 
-def _token_from(resp: requests.Response, realm: str) -> str:
+def _token_from(raw: bytes, realm: str) -> str:
     try:
-        body = resp.json()
+        body = json.loads(raw)
     except ValueError:
         body = {}
     token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
@@ -164,6 +174,13 @@ def _decode_basic(encoded: str) -> tuple[str, str]:
     if not sep:
         raise CriError(grpc.StatusCode.INVALID_ARGUMENT, "auth: want base64 of user:password")
     return user, password
+
+
+def _with_query(url: str, query: dict) -> str:
+    """``url`` with ``query`` added to the query string it may already have."""
+    if not query:
+        return url
+    return url + ("&" if urllib.parse.urlsplit(url).query else "?") + urllib.parse.urlencode(query)
 
 
 def _host(url: str) -> str:

@@ -44,8 +44,8 @@ class Endpoint:
     """One place to send distribution API requests for a registry host."""
     api: str                                # base URL of the API, ending in /v2
     capabilities: frozenset = ALL_CAPABILITIES
-    verify: Union[bool, str] = True         # requests' ``verify``: bool or CA bundle path
-    cert: Union[str, tuple, None] = None    # requests' ``cert``: "both.pem" or (cert, key)
+    verify: Union[bool, str] = True         # False: no TLS verification; or a CA bundle path
+    cert: Union[str, tuple, None] = None    # TLS client cert: "both.pem" or (cert, key)
     headers: tuple = ()                     # extra headers, (name, value) pairs
     mirror: bool = False
 
@@ -147,7 +147,7 @@ def _verify(table: dict, base: str) -> Union[bool, str]:
 
 def _client_cert(client, base: str) -> Union[str, tuple, None]:
     """``client`` is "cert.pem" (cert and key in one file), ["cert", "key"], or a list of those
-    pairs (containerd allows several; requests takes one, the first)."""
+    pairs (containerd allows several; we take one, the first)."""
     if not client:
         return None
     if isinstance(client, list) and isinstance(client[0], list):

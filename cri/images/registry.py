@@ -16,13 +16,13 @@ import threading
 from typing import BinaryIO, Callable, Optional
 
 import grpc
-import requests
 
 from . import digest as digests
 from .auth import Authorizer, Credentials
 from .hosts import Endpoint, HostsConfig
 from .manifest import ACCEPT, Descriptor
 from .reference import Reference
+from .transport import Response, Transport
 from ..errors import CriError
 
 log = logging.getLogger("podwire.cri.images")
@@ -43,16 +43,14 @@ class Repository:
                  timeout: float = 300.0, connect_timeout: float = 10.0) -> None:
         self.ref = ref
         self.endpoints = hosts.endpoints(ref.domain)
-        self._session = requests.Session()
-        self._session.headers["User-Agent"] = USER_AGENT
         # The read timeout bounds the time without progress, not the whole download.
-        self._timeout = (connect_timeout, timeout)
-        self._auth = Authorizer(self._session, creds, f"repository:{ref.path}:pull", timeout)
+        self._http = Transport((connect_timeout, timeout), {"User-Agent": USER_AGENT})
+        self._auth = Authorizer(self._http, creds, f"repository:{ref.path}:pull", timeout)
         self._preferred: Optional[Endpoint] = None
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        self._session.close()
+        self._http.close()
 
     def __enter__(self) -> "Repository":
         return self
@@ -106,27 +104,27 @@ class Repository:
         with self._get(ep, f"/manifests/{obj}", {"Accept": ACCEPT}) as resp:
             return resp.headers.get("Content-Type", ""), _read_limited(resp, MAX_MANIFEST)
 
-    def _get(self, ep: Endpoint, path: str, headers: dict) -> requests.Response:
+    def _get(self, ep: Endpoint, path: str, headers: dict) -> Response:
         """GET ``<api>/<repo><path>`` with auth; a 401 is answered once, then retried."""
         url = f"{ep.api}/{self.ref.path}{path}"
         sent = {**_merge(ep.headers), **headers, **self._auth.header(url)}
         resp = self._request(ep, url, sent)
-        if resp.status_code == 401 and self._auth.answer(resp, sent):
-            resp.close()
-            sent = {**sent, **self._auth.header(url)}
-            resp = self._request(ep, url, sent)
-        if resp.status_code != 200:
+        if resp.status == 401:
+            resp.close()        # its status, URL and challenge stay readable
+            if self._auth.answer(resp, sent):
+                sent = {**sent, **self._auth.header(url)}
+                resp = self._request(ep, url, sent)
+        if resp.status != 200:
             resp.close()
             raise _http_error(resp, url)
         return resp
 
-    def _request(self, ep: Endpoint, url: str, headers: dict) -> requests.Response:
+    def _request(self, ep: Endpoint, url: str, headers: dict) -> Response:
         try:
-            return self._session.get(url, headers=headers, verify=ep.verify, cert=ep.cert,
-                                     timeout=self._timeout, stream=True)
-        except requests.Timeout as exc:
+            return self._http.request("GET", url, headers, verify=ep.verify, cert=ep.cert)
+        except TimeoutError as exc:
             raise CriError(grpc.StatusCode.UNAVAILABLE, f"GET {url}: no progress: {exc}") from None
-        except requests.RequestException as exc:
+        except OSError as exc:
             raise CriError(grpc.StatusCode.UNAVAILABLE, f"GET {url}: {exc}") from None
 
     def _on_endpoints(self, capability: str, fn):
@@ -152,19 +150,19 @@ class Repository:
         return capable
 
 
-def _copy_verified(resp: requests.Response, desc: Descriptor, out: BinaryIO,
+def _copy_verified(resp: Response, desc: Descriptor, out: BinaryIO,
                    progress: Optional[Progress]) -> None:
     verifier = digests.Verifier(desc.digest)
     try:
-        # raw, not iter_content: a Content-Encoding must not be undone before hashing.
-        for chunk in resp.raw.stream(CHUNK, decode_content=False):
+        # As sent: a Content-Encoding must not be undone before hashing.
+        for chunk in resp.iter_content(CHUNK):
             verifier.update(chunk)
             if verifier.size > desc.size:
                 break
             out.write(chunk)
             if progress:
                 progress(desc.digest, verifier.size, desc.size)
-    except (requests.RequestException, OSError) as exc:
+    except OSError as exc:
         raise CriError(grpc.StatusCode.UNAVAILABLE, f"blob {desc.digest}: {exc}") from None
     if verifier.size != desc.size:
         raise CriError(grpc.StatusCode.DATA_LOSS, f"blob {desc.digest}: size mismatch: expected "
@@ -172,8 +170,11 @@ def _copy_verified(resp: requests.Response, desc: Descriptor, out: BinaryIO,
     verifier.verify(f"blob {desc.digest}")
 
 
-def _read_limited(resp: requests.Response, limit: int) -> bytes:
-    body = resp.raw.read(limit + 1, decode_content=True)
+def _read_limited(resp: Response, limit: int) -> bytes:
+    try:
+        body = resp.read(limit + 1)
+    except OSError as exc:
+        raise CriError(grpc.StatusCode.UNAVAILABLE, f"{resp.url}: {exc}") from None
     if len(body) > limit:
         raise CriError(grpc.StatusCode.FAILED_PRECONDITION,
                        f"{resp.url}: response larger than {limit} bytes")
@@ -187,11 +188,11 @@ def _merge(pairs: tuple) -> dict:
     return merged
 
 
-def _http_error(resp: requests.Response, url: str) -> CriError:
-    code = _HTTP_CODES.get(resp.status_code)
+def _http_error(resp: Response, url: str) -> CriError:
+    code = _HTTP_CODES.get(resp.status)
     if code is None:
-        code = grpc.StatusCode.UNAVAILABLE if resp.status_code >= 500 else grpc.StatusCode.UNKNOWN
-    return CriError(code, f"GET {url}: HTTP {resp.status_code}")
+        code = grpc.StatusCode.UNAVAILABLE if resp.status >= 500 else grpc.StatusCode.UNKNOWN
+    return CriError(code, f"GET {url}: HTTP {resp.status}")
 
 
 def _summarise(failures: list, capability: str, ref: Reference) -> CriError:
