@@ -13,6 +13,7 @@ import sys
 import threading
 
 from .. import config as config_mod
+from .heap import start_trimmer
 from .server import create_server, secure_socket
 
 GRACE = 5.0
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server, svc = create_server(cfg)
     server.start()
+    start_trimmer()
     secure_socket(cfg.socket_path, cfg.socket_mode, cfg.socket_group)
     logging.getLogger("podwire.cri").info("serving CRI v1 on unix://%s (state %s)",
                                           cfg.socket_path, cfg.state_dir)

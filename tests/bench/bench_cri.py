@@ -50,6 +50,7 @@ from cni.install import write_wrappers  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
 POD_OPS = ["RunPodSandbox", "PodSandboxStatus", "StopPodSandbox", "RemovePodSandbox"]
+SETTLE_S = 6.0
 CTR_OPS = ["CreateContainer", "StartContainer", "ContainerStatus", "StopContainer", "RemoveContainer"]
 
 
@@ -313,13 +314,15 @@ def measure(runtimes: list[Runtime], image: str, work: str, opts) -> dict:
             container_cycle(c, pods[name], image, i, res[name]["ctrs"] if i else {})   # i=0 warms up
     for name, c in clients.items():
         remove_pods(c)
-    time.sleep(1)
+    # Both runtimes give freed memory back in the background (Go's scavenger; podwire-cri's
+    # heap trimmer every 5 s): measure once that has had its chance.
+    time.sleep(SETTLE_S)
     for rt in runtimes:
         res[rt.name]["idle"] = memory_kib(rt.pids())
     for rt in runtimes:
         c = clients[rt.name]
         density(c, image, logs[rt.name], opts.density)
-        time.sleep(2)
+        time.sleep(SETTLE_S)
         res[rt.name]["busy"] = memory_kib(rt.pids())
         remove_pods(c)
     return res
