@@ -24,10 +24,6 @@ from typing import Iterable, Optional
 
 import grpc
 from cri_api.v1 import api_pb2 as api
-from google.protobuf import field_mask_pb2
-
-from proto import netpol_pb2 as pb
-from proto import netpol_pb2_grpc as pb_grpc
 
 from .. import errors
 from ..store.records import POD_READY
@@ -66,6 +62,14 @@ def named_ports(configs: Iterable[api.ContainerConfig]) -> list[tuple[str, str, 
     return list(out)
 
 
+def _stubs():
+    """The agent API's generated modules, imported on first use: a node without an agent
+    (or a shim configured with netpol_socket = "") never keeps them resident."""
+    from google.protobuf import field_mask_pb2
+    from proto import netpol_pb2, netpol_pb2_grpc
+    return netpol_pb2, netpol_pb2_grpc, field_mask_pb2
+
+
 class NetpolAgent:
     def __init__(self, socket_path: str, timeout: float) -> None:
         self.socket_path = socket_path
@@ -78,7 +82,7 @@ class NetpolAgent:
         # A channel per call: a cached one would sit in reconnect back-off for a while
         # after an agent restart.  wait_for_ready: a restarting agent gets `timeout`.
         with grpc.insecure_channel(f"unix:{self.socket_path}") as channel:
-            stub = pb_grpc.NetpolAgentStub(channel)
+            stub = _stubs()[1].NetpolAgentStub(channel)
             try:
                 return getattr(stub, method)(request, timeout=self.timeout, wait_for_ready=True)
             except grpc.RpcError as exc:
@@ -90,6 +94,7 @@ class NetpolAgent:
 
     def _upsert(self, config: api.PodSandboxConfig, fields: list[str], ports=(), what: str = "") -> None:
         md = config.metadata
+        pb, _, field_mask_pb2 = _stubs()
         ep = pb.Endpoint(namespace=md.namespace, name=md.name, labels=pod_labels(config),
                          ports=[pb.NamedPort(name=n, protocol=p, port=num) for n, p, num in ports])
         self._call("UpsertEndpoint",
@@ -114,7 +119,7 @@ class NetpolAgent:
         """Best effort and idempotent: never raises."""
         if not self.present():
             return
-        md = config.metadata
+        md, pb = config.metadata, _stubs()[0]
         try:
             self._call("RemoveEndpoint", pb.RemoveEndpointRequest(namespace=md.namespace, name=md.name),
                        f"removing pod {md.namespace}/{md.name}")

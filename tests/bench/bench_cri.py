@@ -13,7 +13,7 @@ Measured, per runtime, in one run:
     (medians over --pods pods, after one warm-up);
   * container life cycle in one pod: CreateContainer, StartContainer, ContainerStatus,
     StopContainer (timeout 0), RemoveContainer (medians over --containers);
-  * resident memory (RSS and PSS) of the runtime's processes idle, and with --density pods
+  * resident memory (RSS, PSS and USS) of the runtime's processes idle, and with --density pods
     each running one container: podwire-cri + its conmons, containerd + its shims.
 
 Prints a table and writes it to tests/bench/results/cri.md.
@@ -259,20 +259,23 @@ def _processes():
                 continue
 
 
-def memory_kib(pids: list[int]) -> tuple[int, int, int]:
-    """(RSS, PSS, process count): PSS splits pages shared between processes (the
-    interpreter, libraries) fairly among them, so it is the better sum."""
-    rss = pss = count = 0
+def memory_kib(pids: list[int]) -> tuple[int, int, int, int]:
+    """(RSS, PSS, USS, process count).  RSS counts every resident page a process maps,
+    shared library text included; PSS splits pages shared between processes (the
+    interpreter, libraries) fairly among them, so it is the better sum; USS counts only
+    the pages no other process maps -- what stopping the runtime would give back."""
+    rss = pss = uss = count = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/smaps_rollup") as f:
                 fields = dict(line.split(":", 1) for line in f if ":" in line and not line.startswith("0"))
         except OSError:
             continue
-        rss += int(fields["Rss"].split()[0])
-        pss += int(fields["Pss"].split()[0])
+        kib = lambda name: int(fields[name].split()[0])   # noqa: E731
+        rss, pss = rss + kib("Rss"), pss + kib("Pss")
+        uss += kib("Private_Clean") + kib("Private_Dirty")
         count += 1
-    return rss, pss, count
+    return rss, pss, uss, count
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -348,12 +351,12 @@ def table(res: dict, opts) -> str:
     lines += ["", f"Memory in MiB (processes): the daemon plus its per-container helpers "
                   f"(podwire: conmons; containerd: shims); busy = {opts.density} pods with one running "
                   f"container each.", "",
-              "| state | podwire-cri RSS | containerd RSS | ratio | podwire-cri PSS | containerd PSS | ratio |",
-              "|---|---|---|---|---|---|---|"]
+              "| state | metric | podwire-cri | containerd | ratio |", "|---|---|---|---|---|"]
     for key in ("idle", "busy"):
-        (prss, ppss, pn), (crss, cpss, cn) = pw[key], cd[key]
-        lines.append(f"| {key} | {prss / 1024:.1f} ({pn}) | {crss / 1024:.1f} ({cn}) | {prss / crss:.2f} "
-                     f"| {ppss / 1024:.1f} | {cpss / 1024:.1f} | {ppss / cpss:.2f} |")
+        (pn, cn) = pw[key][3], cd[key][3]
+        for i, metric in enumerate(("RSS", "PSS", "USS")):
+            a, b = pw[key][i] / 1024, cd[key][i] / 1024
+            lines.append(f"| {key} ({pn} / {cn} processes) | {metric} | {a:.1f} | {b:.1f} | {a / b:.2f} |")
     return "\n".join(lines) + "\n"
 
 
