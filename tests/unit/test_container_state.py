@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -18,10 +19,19 @@ GONE = {"pid": 2 ** 22 + 1, "start_time": 1}  # above pid_max: never alive
 def fake_conmon(tmp_path):
     """A live process whose command line names container "x" the way conmon's does."""
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "--cid", "x"])
+    # Popen returns once exec began; the kernel fills in the new command line a moment later.
+    deadline = time.monotonic() + 10
+    while b"--cid" not in _cmdline(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
     (tmp_path / files.CONMON_PID).write_text(str(proc.pid))
     yield proc
     proc.kill()
     proc.wait()
+
+
+def _cmdline(pid: int) -> bytes:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read()
 
 
 def test_state_from_files(tmp_path, fake_conmon):
