@@ -19,5 +19,5 @@ Files in the container's state dir (written by conmon unless marked "shim"):
   conmon.log     conmon's own stderr; runc.log: runc's --log (json) for `runc create`
 In the bundle dir conmon keeps `ctl` (a FIFO: "2 0 0\\n" reopens the log file) and `attach`.
 
-exec_helper is the one Python helper left: ExecSync's `runc exec --detach` waiter.
+ExecSync runs under a short-lived `conmon --exec` of its own (cri/oci/execsync.py).
 """

@@ -15,7 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from cri.errors import deadline, internal, precondition
+from cri.errors import CriError, deadline, internal, precondition
 from cri.monitor import files
 
 # Our own signals for conmon's log: "warning" keeps its stderr (conmon.log) to what matters.
@@ -52,63 +52,80 @@ class ConmonArgs:
         return argv + ["--terminal"] * self.tty + ["--stdin"] * self.stdin
 
 
+class SyncPipe:
+    """conmon's reports, one JSON line each, read as they arrive."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buffer = b""
+
+    def next(self, deadline_at: float | None) -> dict | None:
+        """The next report; {} when conmon closed the pipe without one (it died: its log
+        says why), None when deadline_at passed first."""
+        while b"\n" not in self._buffer:
+            remaining = None if deadline_at is None else deadline_at - time.monotonic()
+            if remaining is not None and (remaining <= 0 or not select.select([self.fd], [], [], remaining)[0]):
+                return None
+            chunk = os.read(self.fd, 4096)
+            if not chunk:
+                return {}
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        try:
+            return json.loads(line)
+        except ValueError:
+            return {"message": f"garbled report from conmon {line[:200]!r}"}
+
+
+def run_first_stage(argv: list[str], cwd: str, log_path: str, deadline_at: float) -> SyncPipe:
+    """Start conmon and wait for its first process, which forks the long-lived one and exits;
+    the pipe conmon reports on (the caller closes its fd)."""
+    sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("_OCI_")}
+        env["_OCI_SYNCPIPE"] = str(sync_w)   # pass_fds keeps the number in the child
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    pass_fds=(sync_w,), cwd=cwd, env=env, start_new_session=True)
+        try:
+            code = proc.wait(timeout=max(0.1, deadline_at - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise deadline("conmon did not start in time")
+        if code != 0:
+            raise internal(f"conmon failed: {log_tail(log_path)}")
+    except BaseException:
+        os.close(sync_r)
+        raise
+    finally:
+        os.close(sync_w)
+    return SyncPipe(sync_r)
+
+
 def spawn(args: ConmonArgs, timeout: float) -> int:
     """Start conmon, which creates the container; the init's pid.
 
     On failure or timeout the caller's undo kills conmon (conmon.pid) and deletes the container."""
     deadline_at = time.monotonic() + timeout
     os.makedirs(args.attach_dir, mode=0o700, exist_ok=True)
-    sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
     try:
-        _start(args, sync_w, deadline_at)
-        os.close(sync_w)
-        sync_w = -1
-        message = _read_message(sync_r, deadline_at, args.container_id)
+        pipe = run_first_stage(args.argv(), args.state_dir,
+                               os.path.join(args.state_dir, files.CONMON_LOG), deadline_at)
+    except CriError as e:
+        raise CriError(e.code, f"create container {args.container_id}: {e.message}") from None
+    try:
+        message = pipe.next(deadline_at)
     finally:
-        os.close(sync_r)
-        if sync_w >= 0:
-            os.close(sync_w)
+        os.close(pipe.fd)
+    if message is None:
+        raise deadline(f"container {args.container_id} was not created in time")
     pid = message.get("data", -1)
     if not isinstance(pid, int) or pid <= 0:
         reason = (runc_error(args.state_dir) or message.get("message", "").strip()
-                  or _tail(os.path.join(args.state_dir, files.CONMON_LOG)))
+                  or log_tail(os.path.join(args.state_dir, files.CONMON_LOG)))
         raise internal(f"create container {args.container_id}: {reason}")
     return pid
-
-
-def _start(args: ConmonArgs, sync_w: int, deadline_at: float) -> None:
-    """Run conmon's first process to its exit (it forks the long-lived one)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("_OCI_")}
-    env["_OCI_SYNCPIPE"] = str(sync_w)   # pass_fds keeps the number in the child
-    log_path = os.path.join(args.state_dir, files.CONMON_LOG)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(args.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                pass_fds=(sync_w,), cwd=args.state_dir, env=env,
-                                start_new_session=True)
-    try:
-        code = proc.wait(timeout=max(0.1, deadline_at - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise deadline(f"conmon for {args.container_id} did not start in time")
-    if code != 0:
-        raise internal(f"create container {args.container_id}: conmon failed: {_tail(log_path)}")
-
-
-def _read_message(fd: int, deadline_at: float, container_id: str) -> dict:
-    data = b""
-    while not data.endswith(b"\n"):
-        remaining = deadline_at - time.monotonic()
-        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-            raise deadline(f"container {container_id} was not created in time")
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return {}   # conmon died before reporting: its log says why
-        data += chunk
-    try:
-        return json.loads(data)
-    except ValueError:
-        return {"message": f"garbled report from conmon {data[:200]!r}"}
 
 
 def runc_error(state_dir: str) -> str:
@@ -128,7 +145,8 @@ def runc_error(state_dir: str) -> str:
     return "; ".join(errors)
 
 
-def _tail(path: str, size: int = 2000) -> str:
+def log_tail(path: str, size: int = 2000) -> str:
+    """The end of conmon's own log (its stderr): why it failed, when it did."""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)

@@ -7,7 +7,7 @@
   runc.py        Runc: thin runc CLI wrapper; every failure a CriError carrying runc's stderr.
   cgroups.py     cgroup files: stats, OOM-kill counter (standard library only: the monitor uses it).
   state.py       ContainerState and how it is derived from the monitor's files.
-  execsync.py    ExecSync over `runc exec` that never hangs on a background child.
+  execsync.py    ExecSync through `conmon --exec`: never hangs on a background child.
   runtime.py     ContainerRuntime: the API the RPC handlers call.
   watch.py       ExitWatcher: polls for exits (GetContainerEvents).
 

@@ -1,30 +1,30 @@
-"""ExecSync that returns what ran and never hangs.
+"""ExecSync through conmon (`conmon --exec`, as CRI-O runs it): returns what ran, never hangs.
 
-A command that backgrounds a child (`sh -c 'sleep 100 & echo hi'`) leaves that child holding
-our stdout pipe, so EOF never comes.  The command runs under cri.monitor.exec_helper (`runc exec
---detach` + wait as subreaper), whose exit is the command's exit; after it, like containerd's
-drain_exec_sync_io_timeout, we read what is buffered for at most DRAIN_TIMEOUT and return.
-On the request's timeout the exec's process group is SIGKILLed and DEADLINE_EXCEEDED returned."""
+conmon runs `runc exec --detach --process <spec>`, waits for the process as its subreaper, copies
+stdout/stderr into a CRI-format log file and reports on its sync pipe: {"data": <pid>} once the
+process started (or {"data": -1, "message": ...} when runc failed), then {"data": <exit code>}.
+When the process exits conmon drains what its pipes hold without waiting for EOF, so a command
+that backgrounds a child (`sh -c 'sleep 100 & echo hi'`) returns at once.  The request's timeout
+is ours to keep (conmon's own -T fires on whole-second ticks, up to a second early): at the
+deadline the process is SIGKILLed and DEADLINE_EXCEEDED returned."""
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import selectors
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 
 from cri.errors import deadline, internal, invalid
+from cri.monitor import conmon, files
 from cri.oci.runc import Runc
 
-DRAIN_TIMEOUT = 1.0
-# The helper runs with `python -S` (no site: a faster start) and finds podwire via PYTHONPATH.
-PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-MAX_OUTPUT = 16 << 20  # per stream; the kubelet caps probe output far lower anyway
+MAX_OUTPUT = 16 << 20      # per stream; the kubelet caps probe output far lower anyway
+START_TIMEOUT = 30.0       # conmon + `runc exec` starting the process
+KILL_GRACE = 10.0          # after SIGKILL at the deadline, for conmon to report the exit
+OUTPUT_LOG = "output.log"
 
 
 @dataclass(frozen=True)
@@ -34,112 +34,74 @@ class ExecResult:
     exit_code: int
 
 
-def exec_sync(runc: Runc, container_id: str, cmd: list[str], timeout_s: float,
-              scratch_dir: str, drain_timeout: float = DRAIN_TIMEOUT) -> ExecResult:
-    """Run `cmd` in the container; timeout_s <= 0 means no timeout (the CRI's 0)."""
+def exec_sync(runc: Runc, conmon_binary: str, container_id: str, process: dict, cmd: list[str],
+              timeout_s: float, scratch_dir: str) -> ExecResult:
+    """Run `cmd` in the container with the container's own process settings (user, env, cwd,
+    capabilities...) from `process`; timeout_s <= 0 means no timeout (the CRI's 0)."""
     if not cmd:
         raise invalid("exec: empty command")
     with tempfile.TemporaryDirectory(prefix="exec-", dir=scratch_dir) as tmp:
-        pid_file, log_file = os.path.join(tmp, "pid"), os.path.join(tmp, "log")
-        argv = [sys.executable, "-S", "-m", "cri.monitor.exec_helper", runc.binary, runc.root,
-                log_file, pid_file, container_id, *cmd]
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True,
-                                env=dict(os.environ, PYTHONPATH=PACKAGE_ROOT))
+        spec = {k: v for k, v in process.items() if k != "consoleSize"}
+        files.write_json(os.path.join(tmp, "process.json"), {**spec, "args": list(cmd), "terminal": False})
+        pipe = conmon.run_first_stage(_argv(runc, conmon_binary, container_id, tmp), tmp,
+                                      os.path.join(tmp, files.CONMON_LOG), time.monotonic() + START_TIMEOUT)
         try:
-            out, err, timed_out = _collect(proc, timeout_s, drain_timeout, pid_file)
+            exit_code = _wait(pipe, timeout_s, container_id, tmp)
         finally:
-            _reap(proc)
-        if timed_out:
-            raise deadline(f"exec in {container_id}: timeout {timeout_s}s exceeded")
-        failure = _runc_failure(log_file) if proc.returncode != 0 else ""
-        if failure:
-            raise internal(f"exec in {container_id}: {failure}")
-        return ExecResult(out, err, proc.returncode)
+            os.close(pipe.fd)
+        return ExecResult(*_output(os.path.join(tmp, OUTPUT_LOG)), exit_code)
 
 
-def _collect(proc: subprocess.Popen, timeout_s: float, drain_timeout: float,
-             pid_file: str) -> tuple[bytes, bytes, bool]:
-    """Read both pipes until the helper exits and the pipes close, or the drain deadline passes.
-    (out, err, timed out)."""
-    buffers = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
-    pidfd = os.pidfd_open(proc.pid)
-    sel = selectors.DefaultSelector()
+def _argv(runc: Runc, conmon_binary: str, container_id: str, tmp: str) -> list[str]:
+    # No --bundle: conmon would make its control FIFOs there, and the bundle's are the
+    # container's own conmon's.  --cuuid names the (unused) attach link in tmp.
+    return [conmon_binary, "--api-version", "1", "--cid", container_id,
+            "--cuuid", os.path.basename(tmp), "--name", container_id,
+            "--runtime", runc.binary, "--runtime-arg", f"--root={runc.root}",
+            "--runtime-arg", f"--log={os.path.join(tmp, files.RUNC_LOG)}",
+            "--runtime-arg", "--log-format=json",
+            "--exec", "--exec-process-spec", os.path.join(tmp, "process.json"),
+            "--container-pidfile", os.path.join(tmp, "pid"),
+            "--log-path", f"k8s-file:{os.path.join(tmp, OUTPUT_LOG)}",
+            "--exit-dir", tmp, "--socket-dir-path", tmp, "--log-level", conmon.LOG_LEVEL]
+
+
+def _wait(pipe: conmon.SyncPipe, timeout_s: float, container_id: str, tmp: str) -> int:
+    """The command's exit code, from conmon's two reports."""
+    started = pipe.next(time.monotonic() + START_TIMEOUT)
+    if started is None:
+        raise deadline(f"exec in {container_id}: the process did not start in time")
+    pid = started.get("data", -1)
+    if not isinstance(pid, int) or pid <= 0:
+        reason = (conmon.runc_error(tmp) or started.get("message", "").strip()
+                  or "conmon exited: " + conmon.log_tail(os.path.join(tmp, files.CONMON_LOG)))
+        raise internal(f"exec in {container_id}: {reason}")
+    limit = time.monotonic() + timeout_s if timeout_s > 0 else None
+    exited = pipe.next(limit)
+    if exited is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        pipe.next(time.monotonic() + KILL_GRACE)   # conmon reaps it and reports; then it is gone
+        raise deadline(f"exec in {container_id}: timeout {timeout_s}s exceeded")
+    code = exited.get("data")
+    if not isinstance(code, int) or code < 0:
+        raise internal(f"exec in {container_id}: {exited.get('message') or 'no exit status from conmon'}")
+    return code
+
+
+def _output(log_path: str) -> tuple[bytes, bytes]:
+    """stdout and stderr from the CRI log conmon wrote: P chunks joined, F ends a line."""
+    streams = {b"stdout": bytearray(), b"stderr": bytearray()}
     try:
-        for fd in buffers:
-            os.set_blocking(fd, False)
-            sel.register(fd, selectors.EVENT_READ)
-        sel.register(pidfd, selectors.EVENT_READ)  # readable once the helper has exited
-        limit = time.monotonic() + timeout_s if timeout_s > 0 else None
-        open_fds, exited_at, timed_out = set(buffers), None, False
-        while open_fds or exited_at is None:
-            now = time.monotonic()
-            if exited_at is None and limit is not None and now >= limit:
-                _kill_exec(pid_file, proc)
-                timed_out = True
-                break
-            if exited_at is not None and now >= exited_at + drain_timeout:
-                break
-            wake = limit if exited_at is None else exited_at + drain_timeout
-            for key, _ in sel.select(None if wake is None else max(0.0, wake - now)):
-                if key.fd == pidfd:
-                    sel.unregister(pidfd)
-                    exited_at = time.monotonic()
-                elif not _read_into(key.fd, buffers[key.fd]):
-                    sel.unregister(key.fd)
-                    open_fds.discard(key.fd)
-        out, err = (bytes(buffers[s.fileno()]) for s in (proc.stdout, proc.stderr))
-        return out, err, timed_out
-    finally:
-        sel.close()
-        os.close(pidfd)
-
-
-def _read_into(fd: int, buf: bytearray) -> bool:
-    """Append what is readable; False at EOF."""
-    try:
-        data = os.read(fd, 65536)
-    except BlockingIOError:
-        return True
-    if not data:
-        return False
-    buf += data[:max(0, MAX_OUTPUT - len(buf))]
-    return True
-
-
-def _kill_exec(pid_file: str, proc: subprocess.Popen) -> None:
-    """SIGKILL the exec'd process and its process group (the helper's, which it shares unless
-    it made its own); the helper then reaps it and exits."""
-    try:
-        with open(pid_file) as f:
-            os.kill(int(f.read().strip()), signal.SIGKILL)
-    except (OSError, ValueError):
-        pass  # not started yet, or gone
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _reap(proc: subprocess.Popen) -> None:
-    for stream in (proc.stdout, proc.stderr):
-        stream.close()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _runc_failure(log_file: str) -> str:
-    """runc's own error (e.g. "executable file not found"), as opposed to the command's exit."""
-    try:
-        with open(log_file) as f:
+        with open(log_path, "rb") as f:
             for line in f:
-                try:
-                    entry = json.loads(line)
-                except ValueError:
+                parts = line.rstrip(b"\n").split(b" ", 3)
+                if len(parts) < 3 or parts[1] not in streams:
                     continue
-                if entry.get("level") in ("error", "fatal"):
-                    return entry.get("msg", "")
-    except OSError:
-        pass
-    return ""
+                buf = streams[parts[1]]
+                chunk = (parts[3] if len(parts) == 4 else b"") + (b"\n" if parts[2] == b"F" else b"")
+                buf += chunk[:max(0, MAX_OUTPUT - len(buf))]
+    except FileNotFoundError:
+        pass            # the command wrote nothing
+    return bytes(streams[b"stdout"]), bytes(streams[b"stderr"])
+

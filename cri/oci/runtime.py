@@ -243,8 +243,8 @@ class ContainerRuntime:
     def exec_sync(self, container_id: str, cmd: list[str],
                   timeout_s: float = 0) -> execsync.ExecResult:
         self._require_running(container_id)
-        return execsync.exec_sync(self.runc, container_id, list(cmd), timeout_s,
-                                  self.monitor_dir(container_id))
+        return execsync.exec_sync(self.runc, self.conmon, container_id, self.spec(container_id)["process"],
+                                  list(cmd), timeout_s, self.monitor_dir(container_id))
 
     def reopen_log(self, container_id: str) -> None:
         """Reopen the log file after the kubelet renamed it; FailedPrecondition if not running

@@ -43,6 +43,13 @@ nogroup:x:65534:
 """
 
 
+def sc(**kw) -> api_pb2.LinuxContainerConfig:
+    """A LinuxContainerConfig with these security-context fields, on the host network."""
+    ctx = api_pb2.LinuxContainerSecurityContext(**kw)
+    ctx.namespace_options.network = NODE
+    return api_pb2.LinuxContainerConfig(security_context=ctx)
+
+
 def make_busybox_rootfs(path: str) -> str:
     """/bin/busybox plus one relative symlink per applet (`busybox --install -s` would make them
     absolute host paths), and /etc/passwd, /etc/group."""

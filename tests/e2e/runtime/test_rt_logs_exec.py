@@ -6,9 +6,11 @@ import re
 import time
 
 import pytest
+from cri_api.v1 import api_pb2
 
 from cri.errors import CriError
-from rtfixtures import busybox_rootfs, env, needs_runc, read_log  # noqa: F401 - fixtures
+
+from rtfixtures import busybox_rootfs, env, needs_runc, read_log, sc  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.root, needs_runc]
 
@@ -121,3 +123,18 @@ def test_without_log_path_output_is_dropped_and_exit_recorded(env):
     assert st is not None and (st.exit_code, st.reason) == (7, "Error")
     state_files = os.listdir(env.rt.monitor_dir(cid))
     assert not [f for f in state_files if f.startswith("none")], state_files
+
+
+def test_exec_sync_runs_as_the_container_and_leaves_its_log_alone(env):
+    """The exec gets the container's user, groups, env and cwd (its process spec), and its own
+    conmon never touches the container's: the log still reopens afterwards."""
+    cid, log = env.create(env.config(
+        ["sh", "-c", "while true; do echo tick; sleep 0.05; done"], working_dir="/tmp",
+        envs=[api_pb2.KeyValue(key="GREETING", value="hello")],
+        linux=sc(run_as_user=api_pb2.Int64Value(value=1000))))
+    env.rt.start(cid)
+    r = env.rt.exec_sync(cid, ["sh", "-c", "echo $(id -u) $GREETING $(pwd)"], timeout_s=10)
+    assert (r.stdout, r.exit_code) == (b"1000 hello /tmp\n", 0)
+    os.rename(log, log + ".1")
+    env.rt.reopen_log(cid)
+    _wait(lambda: os.path.exists(log) and len(read_log(log)) >= 1)

@@ -10,19 +10,12 @@ from cri_api.v1 import api_pb2
 
 from cri.errors import CriError
 from cri.oci import caps
-from rtfixtures import busybox_rootfs, env, needs_runc  # noqa: F401 - fixtures
+from rtfixtures import busybox_rootfs, env, needs_runc, sc  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.root, needs_runc]
 
 NS = api_pb2.NamespaceMode
 STATUS = "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status"
-
-
-def sc(**kw) -> api_pb2.LinuxContainerConfig:
-    """A LinuxContainerConfig with these security-context fields, on the host network."""
-    ctx = api_pb2.LinuxContainerSecurityContext(**kw)
-    ctx.namespace_options.network = NS.Value("NODE")
-    return api_pb2.LinuxContainerConfig(security_context=ctx)
 
 
 def status_fields(env, **kw) -> dict[str, str]:
