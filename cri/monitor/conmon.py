@@ -85,8 +85,11 @@ def run_first_stage(argv: list[str], cwd: str, log_path: str, deadline_at: float
         env = {k: v for k, v in os.environ.items() if not k.startswith("_OCI_")}
         env["_OCI_SYNCPIPE"] = str(sync_w)   # pass_fds keeps the number in the child
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    pass_fds=(sync_w,), cwd=cwd, env=env, start_new_session=True)
+            try:
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                        pass_fds=(sync_w,), cwd=cwd, env=env, start_new_session=True)
+            except OSError as e:   # e.g. not installed: say so in the CRI's words
+                raise internal(f"cannot run the container monitor {argv[0]!r}: {e.strerror}") from None
         try:
             code = proc.wait(timeout=max(0.1, deadline_at - time.monotonic()))
         except subprocess.TimeoutExpired:

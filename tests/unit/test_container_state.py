@@ -104,3 +104,11 @@ def test_conmon_argv():
     quiet = conmon.ConmonArgs("c1", "/b", "/s", "/a", "conmon", "runc", "/r", "", tty=True, stdin=True)
     assert quiet.argv()[quiet.argv().index("--log-path") + 1] == "none:"
     assert "--terminal" in quiet.argv() and "--stdin" in quiet.argv()
+
+
+def test_missing_conmon_is_a_clear_internal_error(tmp_path):
+    from cri.errors import CriError
+    with pytest.raises(CriError) as e:
+        conmon.run_first_stage(["/nonexistent/conmon", "--version"], str(tmp_path),
+                               str(tmp_path / "conmon.log"), time.monotonic() + 5)
+    assert e.value.code.name == "INTERNAL" and "/nonexistent/conmon" in e.value.message
