@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from cri.errors import CriError, deadline, internal, precondition
 from cri.monitor import files
 
-# Our own signals for conmon's log: "warning" keeps its stderr (conmon.log) to what matters.
+# conmon's own verbosity: "warning" keeps its stderr (conmon.log) to what matters.
 LOG_LEVEL = "warning"
 # ReopenContainerLog waits this long for conmon to have created the new log file.
 REOPEN_WAIT = 5.0
