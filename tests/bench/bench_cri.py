@@ -12,7 +12,8 @@ Measured, per runtime, in one run:
   * pod life cycle: RunPodSandbox, PodSandboxStatus, StopPodSandbox, RemovePodSandbox
     (medians over --pods pods, after one warm-up);
   * container life cycle in one pod: CreateContainer, StartContainer, ContainerStatus,
-    StopContainer (timeout 0), RemoveContainer (medians over --containers);
+    StopContainer (timeout 0), RemoveContainer (medians over --containers), and apart from
+    the total one ExecSync of `true` per container, as a kubelet exec probe;
   * resident memory (RSS, PSS and USS) of the runtime's processes idle, and with --density pods
     each running one container: podwire-cri + its conmons, containerd + its shims.
 
@@ -226,6 +227,9 @@ def container_cycle(c: Client, pod: str, image: str, i: int, samples: dict) -> N
         pod_sandbox_id=pod, config=ctr_config(image, i), sandbox_config=sandbox), timeout=120).container_id
     timed(samples, "StartContainer", c.rt.StartContainer, api.StartContainerRequest(container_id=cid), timeout=60)
     timed(samples, "ContainerStatus", c.rt.ContainerStatus, api.ContainerStatusRequest(container_id=cid))
+    # What a kubelet exec probe costs (outside the life-cycle total).
+    timed(samples, "ExecSync", c.rt.ExecSync, api.ExecSyncRequest(container_id=cid, cmd=["true"], timeout=10),
+          timeout=60)
     timed(samples, "StopContainer", c.rt.StopContainer, api.StopContainerRequest(container_id=cid, timeout=0),
           timeout=60)
     timed(samples, "RemoveContainer", c.rt.RemoveContainer, api.RemoveContainerRequest(container_id=cid),
@@ -348,6 +352,8 @@ def table(res: dict, opts) -> str:
             lines.append(f"| {op} | {a:.1f} | {b:.1f} | {a / b:.2f} |")
         label = "pod life cycle total" if group == "pods" else "container life cycle total"
         lines.append(f"| **{label}** | **{tot_pw:.1f}** | **{tot_cd:.1f}** | **{tot_pw / tot_cd:.2f}** |")
+    a, b = med(pw["ctrs"]["ExecSync"]), med(cd["ctrs"]["ExecSync"])
+    lines.append(f"| ExecSync `true` (an exec probe; not in the total) | {a:.1f} | {b:.1f} | {a / b:.2f} |")
     lines += ["", f"Memory in MiB (processes): the daemon plus its per-container helpers "
                   f"(podwire: conmons; containerd: shims); busy = {opts.density} pods with one running "
                   f"container each.", "",
