@@ -25,8 +25,21 @@ def _bridges(netlist) -> list[str]:
             if p.get("type") == "podwire" and p.get("mode", "bridge") == "bridge"]
 
 
+def run_netns_mounted() -> bool:
+    with open("/proc/mounts") as f:
+        return any(line.split()[1] == "/run/netns" for line in f)
+
+
+def release_run_netns(was_mounted: bool) -> None:
+    """`ip netns add` turns /run/netns into a bind mount of itself and never undoes it: when
+    it was not one before and no namespace is left in it, undo that, leaving the host as found."""
+    if not was_mounted and run_netns_mounted() and not os.listdir("/run/netns"):
+        _sh("umount", "/run/netns", check=False)
+
+
 def run(conf_dir: str, bin_dir: str, extra_paths: tuple[str, ...] = ("/usr/lib/cni",)) -> int:
     netlist = load_default_network(conf_dir)
+    netns_was_mounted = run_netns_mounted()
     print(f"network {netlist.name!r} from {netlist.source} (cniVersion {netlist.cni_version}); "
           f"plugins: {' -> '.join(p['type'] for p in netlist.plugins)}")
     preexisting = {b for b in _bridges(netlist) if _sh("ip", "link", "show", b, check=False).returncode == 0}
@@ -62,6 +75,7 @@ def run(conf_dir: str, bin_dir: str, extra_paths: tuple[str, ...] = ("/usr/lib/c
             _sh("ip", "netns", "del", name, check=False)
         for bridge in set(_bridges(netlist)) - preexisting:
             _sh("ip", "link", "del", bridge, check=False)
+        release_run_netns(netns_was_mounted)
         print("torn down: namespaces, veths, leases and the demo's bridge are gone")
 
 

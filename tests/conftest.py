@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
 import sys
 
 import pytest
@@ -118,14 +117,9 @@ def network(cni_bin, bridge_name, tmp_path):
 
 @pytest.fixture(scope="session", autouse=True)
 def _release_run_netns():
-    """`ip netns add` turns /run/netns into a bind mount of itself and never undoes it;
-    when the suite leaves no namespace behind, undo it so the host is as we found it."""
-    was_mounted = _run_netns_mounted()
+    """When the suite leaves no namespace behind, /run/netns is as we found it."""
+    from cni.demo import release_run_netns, run_netns_mounted
+    was_mounted = run_netns_mounted()
     yield
-    if IS_ROOT and not was_mounted and _run_netns_mounted() and not os.listdir("/run/netns"):
-        subprocess.run(["umount", "/run/netns"], check=False)
-
-
-def _run_netns_mounted() -> bool:
-    with open("/proc/mounts") as f:
-        return any(line.split()[1] == "/run/netns" for line in f)
+    if IS_ROOT:
+        release_run_netns(was_mounted)
