@@ -5,11 +5,9 @@
                  devices.py, user.py (+ rootpath.py), namespaces.py, resources.py, signals.py.
   rootfs.py      mount_rootfs()/unmount_rootfs(): overlay of the image layers.
   runc.py        Runc: thin runc CLI wrapper; every failure a CriError carrying runc's stderr.
-  cgroups.py     cgroup files: stats, OOM-kill counter (standard library only: the monitor uses it).
-  state.py       ContainerState and how it is derived from the monitor's files.
+  cgroups.py     cgroup files: where a container's cgroup is, keyed files, removing empty parents.
+  state.py       ContainerState and how it is derived from the state dir (ours and conmon's files).
   execsync.py    ExecSync through `conmon --exec`: never hangs on a background child.
   runtime.py     ContainerRuntime: the API the RPC handlers call.
   watch.py       ExitWatcher: polls for exits (GetContainerEvents).
-
-This __init__ imports nothing: the monitor process imports cri.oci.cgroups and must stay light.
 """

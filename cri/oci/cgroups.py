@@ -1,9 +1,9 @@
-"""The container's cgroup: where it is, its OOM-kill counter, removing empty parents.
+"""The container's cgroup: where it is, reading its keyed files, removing empty parents.
 
 cgroupfs driver only (RuntimeConfig reports CGROUPFS): a cgroupsPath like /podwire/<pod>/<ctr>
 names the same directory under every mounted hierarchy.  cgroup v1 is what this node runs; the
-v2 branches keep the same callers working on a unified host.  Standard library only: the
-monitor imports this module.
+v2 branches keep the same callers working on a unified host.  (OOM kills are conmon's to
+see: it watches the cgroup's OOM events and leaves an `oom` file.)
 """
 from __future__ import annotations
 
@@ -66,18 +66,6 @@ def read_keyed(path: str) -> dict[str, int]:
     except OSError:
         pass
     return out
-
-
-def oom_kills(cgroups_path: str) -> int | None:
-    """How many processes the kernel OOM-killed in this cgroup (None if unreadable).
-
-    v1: memory.oom_control's `oom_kill` counter (kernel >= 4.13).  memory.failcnt is no
-    substitute: it also counts limit hits that reclaim resolved without killing anything."""
-    mem = controller_dir("memory", cgroups_path)
-    if mem is None:
-        return None
-    name = "memory.events" if is_v2() else "memory.oom_control"
-    return read_keyed(os.path.join(mem, name)).get("oom_kill")
 
 
 def remove_empty(cgroups_path: str) -> None:

@@ -55,7 +55,10 @@ def read_state(container_id: str, state_dir: str) -> ContainerState | None:
     exit_code = files.read_int(exit_path)
     if exit_code is not None:
         oom = os.path.exists(os.path.join(state_dir, files.OOM))
-        return ContainerState(state=State.EXITED, finished_at=files.mtime_ns(exit_path),
+        # File times come from the kernel's coarse clock, up to a tick (~4 ms) behind
+        # time_ns(): a container that ran for less than that must not end before it started.
+        finished_at = max(files.mtime_ns(exit_path), base["started_at"], base["created_at"])
+        return ContainerState(state=State.EXITED, finished_at=finished_at,
                               exit_code=exit_code if exit_code >= 0 else UNKNOWN_EXIT_CODE,
                               reason=_reason(exit_code, oom), **base)
     init = files.ProcRef.from_json(created)

@@ -112,3 +112,14 @@ def test_missing_conmon_is_a_clear_internal_error(tmp_path):
         conmon.run_first_stage(["/nonexistent/conmon", "--version"], str(tmp_path),
                                str(tmp_path / "conmon.log"), time.monotonic() + 5)
     assert e.value.code.name == "INTERNAL" and "/nonexistent/conmon" in e.value.message
+
+
+def test_finished_never_before_started(tmp_path):
+    """conmon's exit file time is coarse (a kernel tick): a short-lived container's finish is
+    never reported before its start."""
+    d = str(tmp_path)
+    files.write_json(os.path.join(d, files.CREATED), {**GONE, "created_at": 10})
+    files.write_json(os.path.join(d, files.STARTED), {"started_at": 2_000})
+    (tmp_path / files.EXIT).write_text("0")
+    os.utime(tmp_path / files.EXIT, ns=(1_000, 1_000))
+    assert read_state("x", d).finished_at == 2_000
