@@ -133,7 +133,23 @@ def sweep(cfg) -> list[str]:
     for name in netns_of(cfg):
         found.append(f"netns {name}")
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    # The configured cgroup parent is the node's (podwire-cri leaves /podwire in place, as
+    # a kubelet's /kubepods stays): the test made this one, so the test removes it.
+    remove_cgroup_tree(cfg.cgroup_parent)
     return found
+
+
+def remove_cgroup_tree(path: str) -> None:
+    """rmdir `path` and everything below it, deepest first, in every hierarchy; what still
+    holds processes stays."""
+    from cri.oci import cgroups
+    for mountpoint in set(cgroups.hierarchies().values()):
+        top = os.path.join(mountpoint, path.lstrip("/"))
+        for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
 
 
 def mounts_under(root: str) -> list[str]:

@@ -44,6 +44,7 @@ from cri_api.v1 import api_pb2 as api  # noqa: E402
 from cri_api.v1 import api_pb2_grpc  # noqa: E402
 
 from cnitest import REFERENCE_PLUGIN_DIR, unique  # noqa: E402
+from crihelpers import remove_cgroup_tree  # noqa: E402
 from localregistry import LocalRegistry  # noqa: E402
 from testimages import ImagePusher, ImageSpec  # noqa: E402
 
@@ -52,6 +53,8 @@ from cni.install import write_wrappers  # noqa: E402
 RESULTS = os.path.join(HERE, "results")
 POD_OPS = ["RunPodSandbox", "PodSandboxStatus", "StopPodSandbox", "RemovePodSandbox"]
 SETTLE_S = 6.0
+PODWIRE_CGROUP_PARENT = "/podwire-bench"
+CONTAINERD_CGROUP_PARENT = "/k8s.io"
 CTR_OPS = ["CreateContainer", "StartContainer", "ContainerStatus", "StopContainer", "RemoveContainer"]
 
 
@@ -107,7 +110,7 @@ class Podwire(Runtime):
                           run_dir=os.path.join(self.work, "pw-run"), cni_conf_dir=conf_dir,
                           cni_bin_dirs=[bin_dir], cni_cache_dir=os.path.join(self.work, "pw-cni-cache"),
                           runc_root=os.path.join(self.work, "pw-runc"), restrict_oom_score_adj=True,
-                          cgroup_parent="/podwire-bench", registry_config_dir=os.path.join(self.work, "certs.d"),
+                          cgroup_parent=PODWIRE_CGROUP_PARENT, registry_config_dir=os.path.join(self.work, "certs.d"),
                           netpol_socket="")
         path = os.path.join(self.work, "cri.toml")
         with open(path, "w") as f:
@@ -381,6 +384,9 @@ def main() -> int:
         print("bench_cri: needs root, containerd and runc; skipped")
         return 0
     work = tempfile.mkdtemp(prefix="pw-cri-bench-")
+    # Cgroup parents the runs create (podwire's configured one, containerd's default for
+    # pods without one); removed afterwards unless they were there before.
+    new_cgroups = [p for p in (PODWIRE_CGROUP_PARENT, CONTAINERD_CGROUP_PARENT) if not _cgroup_exists(p)]
     conf_dir, bin_dir, bridge = network(work)
     registry = LocalRegistry(os.path.join(work, "registry"), os.path.join(work, "registry-storage")).start()
     runtimes: list[Runtime] = []
@@ -412,7 +418,15 @@ def main() -> int:
                 pass
             rt.stop()
         _cleanup(work, bridge)
+        for parent in new_cgroups:
+            remove_cgroup_tree(parent)
         registry.stop()
+
+
+def _cgroup_exists(path: str) -> bool:
+    from cri.oci import cgroups
+    d = cgroups.controller_dir("memory", path)
+    return d is not None and os.path.isdir(d)
 
 
 def _cleanup(work: str, bridge: str) -> None:

@@ -20,9 +20,10 @@ import pytest
 from cri_api.v1 import api_pb2
 
 from cri.monitor import conmon
-from cri.oci import cgroups, rootfs
+from cri.oci import rootfs
 from cri.oci.runtime import ContainerRuntime
 from cri.oci.spec import PodContext, build_spec
+from crihelpers import remove_cgroup_tree
 
 NODE = api_pb2.NamespaceMode.Value("NODE")
 CAN_RUN = (os.geteuid() == 0 and shutil.which("runc") is not None and shutil.which("conmon") is not None
@@ -165,14 +166,6 @@ def force_cleanup(env: Env) -> None:
 def _runc_list(root: str) -> list[str]:
     done = subprocess.run(["runc", "--root", root, "list", "-q"], capture_output=True, text=True)
     return done.stdout.split()
-
-
-def remove_cgroup_tree(path: str) -> None:
-    for mountpoint in set(cgroups.hierarchies().values()):
-        top = os.path.join(mountpoint, path.lstrip("/"))
-        for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda w: -len(w[0])):
-            with contextlib.suppress(OSError):
-                os.rmdir(dirpath)
 
 
 @pytest.fixture
