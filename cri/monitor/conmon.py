@@ -25,6 +25,16 @@ REOPEN_WAIT = 5.0
 REOPEN_LOGS = b"2 0 0\n"   # conmon's control message type 2 (the two numbers are unused)
 
 
+def runtime_options(conmon_binary: str, container_id: str, runc: str, runc_root: str,
+                    work_dir: str) -> list[str]:
+    """What every conmon of ours is told, for a container or for an exec: which container,
+    which runc and runc root, and runc's json log in work_dir (its errors, in its own words)."""
+    return [conmon_binary, "--api-version", "1", "--cid", container_id, "--name", container_id,
+            "--runtime", runc, "--runtime-arg", f"--root={runc_root}",
+            "--runtime-arg", f"--log={os.path.join(work_dir, files.RUNC_LOG)}",
+            "--runtime-arg", "--log-format=json", "--log-level", LOG_LEVEL]
+
+
 @dataclass(frozen=True)
 class ConmonArgs:
     container_id: str
@@ -41,14 +51,11 @@ class ConmonArgs:
     def argv(self) -> list[str]:
         state = lambda name: os.path.join(self.state_dir, name)   # noqa: E731
         log = f"k8s-file:{self.log_path}" if self.log_path else "none:"
-        argv = [self.conmon, "--api-version", "1", "--cid", self.container_id,
-                "--cuuid", self.container_id, "--name", self.container_id,
-                "--runtime", self.runc, "--runtime-arg", f"--root={self.runc_root}",
-                "--runtime-arg", f"--log={state(files.RUNC_LOG)}", "--runtime-arg", "--log-format=json",
-                "--bundle", self.bundle, "--container-pidfile", state(files.INIT_PID),
-                "--conmon-pidfile", state(files.CONMON_PID), "--persist-dir", self.state_dir,
-                "--exit-dir", self.state_dir, "--socket-dir-path", self.attach_dir,
-                "--log-path", log, "--log-level", LOG_LEVEL]
+        argv = runtime_options(self.conmon, self.container_id, self.runc, self.runc_root, self.state_dir)
+        argv += ["--cuuid", self.container_id, "--bundle", self.bundle,
+                 "--container-pidfile", state(files.INIT_PID), "--conmon-pidfile", state(files.CONMON_PID),
+                 "--persist-dir", self.state_dir, "--exit-dir", self.state_dir,
+                 "--socket-dir-path", self.attach_dir, "--log-path", log]
         return argv + ["--terminal"] * self.tty + ["--stdin"] * self.stdin
 
 

@@ -55,15 +55,10 @@ def exec_sync(runc: Runc, conmon_binary: str, container_id: str, process: dict, 
 def _argv(runc: Runc, conmon_binary: str, container_id: str, tmp: str) -> list[str]:
     # No --bundle: conmon would make its control FIFOs there, and the bundle's are the
     # container's own conmon's.  --cuuid names the (unused) attach link in tmp.
-    return [conmon_binary, "--api-version", "1", "--cid", container_id,
-            "--cuuid", os.path.basename(tmp), "--name", container_id,
-            "--runtime", runc.binary, "--runtime-arg", f"--root={runc.root}",
-            "--runtime-arg", f"--log={os.path.join(tmp, files.RUNC_LOG)}",
-            "--runtime-arg", "--log-format=json",
-            "--exec", "--exec-process-spec", os.path.join(tmp, "process.json"),
-            "--container-pidfile", os.path.join(tmp, "pid"),
-            "--log-path", f"k8s-file:{os.path.join(tmp, OUTPUT_LOG)}",
-            "--exit-dir", tmp, "--socket-dir-path", tmp, "--log-level", conmon.LOG_LEVEL]
+    return conmon.runtime_options(conmon_binary, container_id, runc.binary, runc.root, tmp) + [
+        "--cuuid", os.path.basename(tmp), "--exec", "--exec-process-spec", os.path.join(tmp, "process.json"),
+        "--container-pidfile", os.path.join(tmp, "pid"), "--log-path", f"k8s-file:{os.path.join(tmp, OUTPUT_LOG)}",
+        "--exit-dir", tmp, "--socket-dir-path", tmp]
 
 
 def _wait(pipe: conmon.SyncPipe, timeout_s: float, container_id: str, tmp: str) -> int:
