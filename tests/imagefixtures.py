@@ -45,6 +45,8 @@ class TestImages:
     layered: str        # + 2 layers: /opt/gone whited out, /var/cache opaque, /etc/motd replaced
     multiarch: str      # an OCI index: linux/arm64 and linux/amd64
     schema2: str        # busybox as Docker schema 2 (skopeo --format v2s2)
+    volume: str         # busybox + /data (hello.txt, sub/deep.txt) and /links: in -> /data,
+                        # rel -> ../data, up -> ../../.. (climbs out), loop -> loop (image volumes)
     digests: dict       # ref -> the manifest (or index) digest the registry serves
 
     __test__ = False    # not a test class, despite the name
@@ -107,7 +109,8 @@ def test_images(image_pusher):
         multiarch=p.push_index("podwire-test/multiarch:1.0", {
             "arm64": ImageSpec(labels={"arch": "arm64"}),
             "amd64": ImageSpec(labels={"arch": "amd64"})}),
-        schema2=p.push("podwire-test/busybox-v2s2:1.0", fmt="v2s2"))
+        schema2=p.push("podwire-test/busybox-v2s2:1.0", fmt="v2s2"),
+        volume=p.push("podwire-test/volume-data:1.0", ImageSpec(layers=[_volume_layer()])))
     return TestImages(host=p.host, digests={r: p.digest(r) for r in refs.values()}, **refs)
 
 
@@ -138,6 +141,13 @@ def image_service(tmp_path):
     hosts.mkdir()
     yield ImageService(root=root, hosts_dir=str(hosts))
     shutil.rmtree(root, ignore_errors=True)
+
+
+def _volume_layer() -> bytes:
+    return (Tar().dir("data").file("data/hello.txt", b"hello from an image\n").dir("data/sub")
+            .file("data/sub/deep.txt", b"deep\n").dir("links").symlink("links/in", "/data")
+            .symlink("links/rel", "../data").symlink("links/up", "../../..")
+            .symlink("links/loop", "loop").bytes())
 
 
 def _whiteout_layers() -> list:

@@ -184,11 +184,14 @@ class ImageStore:
         return dirs
 
     def release(self, holder: str) -> None:
-        """Idempotent: releasing an unknown holder is a no-op."""
+        """Release ``holder`` and every ``holder/…`` (a container's image volumes hold their
+        images as ``<container>/volume/<n>``).  Idempotent: an unknown holder is a no-op."""
+        def held_by(h: str) -> bool:
+            return h == holder or h.startswith(holder + "/")
         with self._lock:
-            if holder not in self._state.holders:
+            if not any(map(held_by, self._state.holders)):
                 return
-            holders = {h: d for h, d in self._state.holders.items() if h != holder}
+            holders = {h: d for h, d in self._state.holders.items() if not held_by(h)}
             self._commit(self._state.replace(holders=holders))
         self.content.empty_trash()
 

@@ -8,7 +8,7 @@ container side needs nothing here: runc resolves mount targets inside the rootfs
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from cri.errors import invalid
 
@@ -58,11 +58,21 @@ def pod_file_mounts(pod, readonly_rootfs: bool, ipc_host: bool) -> list[dict[str
     return out
 
 
-def cri_mounts(mounts, mountinfo: str = "/proc/self/mountinfo") -> tuple[list[dict[str, Any]], str]:
-    """OCI mounts for the CRI Mount list, and the rootfs propagation they need ("" = default)."""
+def cri_mounts(mounts, mountinfo: str = "/proc/self/mountinfo",
+               image_sources: Mapping[str, str] | None = None) -> tuple[list[dict[str, Any]], str]:
+    """OCI mounts for the CRI Mount list, and the rootfs propagation they need ("" = default).
+    `image_sources`: container path -> the host path of each image volume, already mounted
+    read-only (cri/oci/imagevolume.py)."""
     out, rootfs_propagation = [], ""
     for m in mounts:
         _check_supported(m)
+        if is_image_volume(m):
+            source = (image_sources or {}).get(m.container_path)
+            if source is None:
+                raise invalid(f"mount {m.container_path}: image volume was not prepared")
+            # Never noexec: binaries shipped in an image volume are meant to run (critest).
+            out.append(bind(m.container_path, source, True))
+            continue
         source = resolve_host_path(m.host_path)
         propagation = _PROPAGATION.get(m.propagation)
         if propagation is None:
@@ -78,17 +88,19 @@ def cri_mounts(mounts, mountinfo: str = "/proc/self/mountinfo") -> tuple[list[di
     return out, rootfs_propagation
 
 
+def is_image_volume(m) -> bool:
+    return m.HasField("image") and bool(m.image.image)
+
+
 def _check_supported(m) -> None:
     if not os.path.isabs(m.container_path):
         raise invalid(f"mount container path {m.container_path!r} must be absolute")
-    if m.HasField("image") and m.image.image:
-        raise invalid(f"mount {m.container_path}: image volumes are not supported")
     if len(m.uidMappings) or len(m.gidMappings):
         raise invalid(f"mount {m.container_path}: id-mapped mounts are not supported")
     if m.recursive_read_only and not (m.readonly and m.propagation == PRIVATE):
         raise invalid(f"mount {m.container_path}: recursive read-only needs readonly and "
                       "private propagation")
-    if not m.host_path:
+    if not m.host_path and not is_image_volume(m):
         raise invalid(f"mount {m.container_path}: empty host path")
 
 

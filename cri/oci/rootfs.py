@@ -30,26 +30,36 @@ def mount_rootfs(layers: list[str], upper: str, work: str, target: str) -> None:
         lowers = [empty]
     for d in (upper, work, target):
         os.makedirs(d, mode=0o755, exist_ok=True)
-    options = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work},index=off"
+    _mount_overlay(lowers, f"upperdir={upper},workdir={work},index=off", target)
+
+
+def mount_lower_only(lowers: list[str], target: str) -> None:
+    """A read-only overlay of `lowers` (top-most first; at least two: the kernel refuses one
+    lower dir without an upper dir) at `target`."""
+    _mount_overlay(lowers, "", target)
+
+
+def _mount_overlay(lowers: list[str], extra: str, target: str) -> None:
+    options = ",".join(filter(None, [f"lowerdir={':'.join(lowers)}", extra]))
     if len(options) <= _MAX_OPTIONS:
         if _libc.mount(b"overlay", os.fsencode(target), b"overlay", 0, options.encode()) != 0:
-            raise internal(f"mount rootfs at {target}: {_errno_error('mount').strerror}")
+            raise internal(f"mount overlay at {target}: {_errno_error('mount').strerror}")
         return
-    _mount_relative(lowers, upper, work, target)
+    _mount_relative(lowers, extra, target)
 
 
-def _mount_relative(lowers: list[str], upper: str, work: str, target: str) -> None:
+def _mount_relative(lowers: list[str], extra: str, target: str) -> None:
     """containerd's trick for many layers: run mount(8) with cwd at the layers' common parent
     and relative lowerdirs.  mount(8) runs in a child so the shim's cwd never changes."""
     common = os.path.commonpath(lowers)
     rel = [os.path.relpath(d, common) for d in lowers]
-    options = f"lowerdir={':'.join(rel)},upperdir={upper},workdir={work},index=off"
+    options = ",".join(filter(None, [f"lowerdir={':'.join(rel)}", extra]))
     if len(options) > _MAX_OPTIONS:
-        raise internal(f"mount rootfs at {target}: {len(lowers)} layers do not fit a mount call")
+        raise internal(f"mount overlay at {target}: {len(lowers)} layers do not fit a mount call")
     done = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, target],
                           cwd=common, capture_output=True, text=True)
     if done.returncode != 0:
-        raise internal(f"mount rootfs at {target}: {done.stderr.strip()}")
+        raise internal(f"mount overlay at {target}: {done.stderr.strip()}")
 
 
 def unmount_rootfs(target: str) -> None:

@@ -62,9 +62,15 @@ def _openat2_in_root(root: str, path: str) -> int:
         os.close(dirfd)
 
 
-def secure_join(root: str, unsafe: str) -> str:
-    """`unsafe` resolved inside `root`: symlinks followed but clamped to root, ".." stops at
-    root.  The result is a host path under root (its last component may not exist)."""
+class EscapesRoot(ValueError):
+    """A path whose resolution climbs above its root (``strict`` mode of :func:`secure_join`)."""
+
+
+def secure_join(root: str, unsafe: str, *, strict: bool = False) -> str:
+    """`unsafe` resolved inside `root`: symlinks followed, an absolute target taken as relative to
+    root.  ".." stops at root; the result is a host path under root whose last component may not
+    exist.  ``strict``: instead raise EscapesRoot when ".." (in `unsafe` or in a symlink's target)
+    would climb above root, and FileNotFoundError when a component is missing."""
     todo = deque(p for p in unsafe.split("/") if p)
     done: list[str] = []
     links = 0
@@ -75,11 +81,15 @@ def secure_join(root: str, unsafe: str) -> str:
         if part == "..":
             if done:
                 done.pop()
+            elif strict:
+                raise EscapesRoot(f"{unsafe!r} leads out of its root")
             continue
         here = os.path.join(root, *done, part)
         try:
             st = os.lstat(here)
         except FileNotFoundError:
+            if strict:
+                raise
             return os.path.join(root, *done, part, *todo)
         if not stat.S_ISLNK(st.st_mode):
             done.append(part)

@@ -2,7 +2,8 @@
 stats/update/recover), on runc plus one conmon per container (cri/monitor/__init__.py).
 
 Directories (all configurable; tests use temporary ones and a private runc root):
-  root_dir/<id>/    the OCI bundle: config.json, rootfs/ (overlay mount), upper/, work/
+  root_dir/<id>/    the OCI bundle: config.json, rootfs/ (overlay mount), upper/, work/,
+                    image-volumes/<n> (read-only overlays, cri/oci/imagevolume.py)
                     default /var/lib/podwire/bundles (container writes must not live in RAM)
   state_dir/<id>/   the container's state files (cri/monitor/__init__.py); default
                     /run/podwire/monitors: they matter while the node is up, and no container
@@ -24,7 +25,7 @@ import time
 
 from cri.errors import already_exists, deadline, invalid, not_found, precondition
 from cri.monitor import conmon, files
-from cri.oci import cgroups, execsync, resources, rootfs, stats
+from cri.oci import cgroups, execsync, imagevolume, resources, rootfs, stats
 from cri.oci.runc import DEFAULT_ROOT as RUNC_ROOT, Runc
 from cri.oci.spec import OWNED_CGROUP_PARENT
 from cri.oci.state import ContainerState, State, read_state
@@ -76,6 +77,13 @@ class ContainerRuntime:
         target = os.path.join(bundle, "rootfs")
         rootfs.mount_rootfs(layers, os.path.join(bundle, "upper"), os.path.join(bundle, "work"),
                             target)
+        return target
+
+    def mount_image_volume(self, container_id: str, index: int, layers: list[str]) -> str:
+        """Mount an image volume's layers (top-most first) read-only under the bundle; the
+        mount point.  Undone by remove(), like the rootfs."""
+        target = os.path.join(imagevolume.volumes_dir(self.bundle_dir(container_id)), str(index))
+        imagevolume.mount(layers, target)
         return target
 
     def create(self, container_id: str, spec: dict, log_path: str, timeout: float = 60.0,
@@ -154,6 +162,7 @@ class ContainerRuntime:
         self.runc.delete(container_id)
         self._wait_monitor_gone(container_id, MONITOR_GRACE)
         rootfs.unmount_rootfs(os.path.join(bundle, "rootfs"))
+        imagevolume.unmount_all(bundle)
         shutil.rmtree(bundle, ignore_errors=True)
         shutil.rmtree(state, ignore_errors=True)
         self._unlink_attach(container_id)

@@ -101,8 +101,10 @@ def _security_paths(sc, privileged: bool) -> tuple[list[str], list[str]]:
 
 def build_spec(container_id: str, config, pod: PodContext, image_config: Mapping[str, Any] | None,
                rootfs: str, *, target_pid_ns_path: str = "",
-               oom_score_adj_floor: int | None = None) -> dict[str, Any]:
-    """The config.json dict.  `rootfs`: the mounted container rootfs (absolute path)."""
+               oom_score_adj_floor: int | None = None,
+               image_sources: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The config.json dict.  `rootfs`: the mounted container rootfs (absolute path);
+    `image_sources`: container path -> host path of each mounted image volume."""
     image = settings(image_config)
     sc = config.linux.security_context
     privileged = sc.privileged
@@ -128,7 +130,7 @@ def build_spec(container_id: str, config, pod: PodContext, image_config: Mapping
         "oomScoreAdj": resources.clamp_oom_score_adj(config.linux.resources.oom_score_adj,
                                                      oom_score_adj_floor),
     }
-    mount_list, propagation = _mounts(config, pod, sc, privileged)
+    mount_list, propagation = _mounts(config, pod, sc, privileged, image_sources)
     if propagation:
         linux["rootfsPropagation"] = propagation
     spec = {"ociVersion": OCI_VERSION, "process": process,
@@ -157,11 +159,12 @@ def _linux(config, pod: PodContext, sc, privileged: bool, ns_list: list[dict[str
     return linux
 
 
-def _mounts(config, pod: PodContext, sc, privileged: bool) -> tuple[list[dict[str, Any]], str]:
+def _mounts(config, pod: PodContext, sc, privileged: bool,
+            image_sources: Mapping[str, str] | None) -> tuple[list[dict[str, Any]], str]:
     """(mounts, rootfs propagation): defaults < pod files < the request's, per destination."""
     ipc_host = sc.namespace_options.ipc == namespaces.NODE
     pod_files = mounts.pod_file_mounts(pod, sc.readonly_rootfs, ipc_host)
-    requested, propagation = mounts.cri_mounts(config.mounts)
+    requested, propagation = mounts.cri_mounts(config.mounts, image_sources=image_sources)
     return mounts.merge(mounts.default_mounts(privileged), pod_files + requested), propagation
 
 

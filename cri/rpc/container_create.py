@@ -3,6 +3,7 @@ build the OCI spec, let the runtime's monitor run `runc create` — all or nothi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -16,7 +17,7 @@ from ..oci import signals, spec as oci_spec
 from ..oci.namespaces import TARGET
 from ..sandbox import files, netpol
 from ..store.records import CREATED, POD_READY, ContainerRecord, PodRecord
-from . import container_sync, events
+from . import container_sync, events, image_volumes
 
 log = logging.getLogger(__name__)
 OOM_SCORE_ADJ_MIN = -1000
@@ -91,10 +92,13 @@ def _build(svc, pod: PodRecord, config: api.ContainerConfig) -> ContainerRecord:
         undo.callback(_best_effort, svc.runtime.remove, ctr_id)
         # ImageService gives overlay order (top-most first); the runtime wants the manifest's.
         rootfs = svc.runtime.prepare_rootfs(ctr_id, list(reversed(layers)))
+        volume_sources, volumes = image_volumes.prepare(svc, ctr_id, config.mounts)
+        rec = dataclasses.replace(rec, image_volumes=volumes)
         spec = oci_spec.build_spec(ctr_id, config, pod_context(svc, pod), image.config, rootfs,
                                    target_pid_ns_path=_target_pid_ns(svc, config),
                                    oom_score_adj_floor=None if svc.config.restrict_oom_score_adj
-                                   else OOM_SCORE_ADJ_MIN)
+                                   else OOM_SCORE_ADJ_MIN,
+                                   image_sources=volume_sources)
         if path:
             os.makedirs(os.path.dirname(path), exist_ok=True)
         pid = svc.runtime.create(ctr_id, spec, path, CREATE_TIMEOUT, stdin=config.stdin)

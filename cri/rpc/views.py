@@ -6,6 +6,7 @@ import json
 from cri_api.v1 import api_pb2 as api
 from google.protobuf import json_format
 
+from . import image_volumes
 from ..store.records import (CTR_STATE_TO_PROTO, POD_READY, POD_STATE_TO_PROTO, ContainerRecord,
                              PodRecord)
 
@@ -57,6 +58,7 @@ def container_status(c: ContainerRecord) -> api.ContainerStatus:
         image=api.ImageSpec(image=c.image, user_specified_image=cfg.image.user_specified_image),
         image_ref=c.image_ref, image_id=c.image_id, reason=c.reason, message=c.message,
         labels=cfg.labels, annotations=cfg.annotations, mounts=cfg.mounts, log_path=c.log_path)
+    image_volumes.report_refs(st, c)
     if c.resources:
         st.resources.linux.CopyFrom(_parse(c.resources, api.LinuxContainerResources()))
     if c.user:

@@ -98,6 +98,7 @@ class ContainerRecord:
     stop_signal: str = "SIGTERM"
     user: dict = dataclasses.field(default_factory=dict)   # uid, gid, additional_gids
     resources: Optional[dict] = None                       # last applied LinuxContainerResources
+    image_volumes: tuple = ()       # ({"container_path", "image_id"}, ...): images mounted as volumes
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(dataclasses.replace(self, config=None))
@@ -109,6 +110,7 @@ class ContainerRecord:
         data = _known(cls, data)
         data["config"] = json_format.ParseDict(data.get("config") or {}, api.ContainerConfig(),
                                                ignore_unknown_fields=True)
+        data["image_volumes"] = tuple(data.get("image_volumes") or ())
         return cls(**data)
 
 

@@ -144,7 +144,7 @@ def test_remove_by_one_tag_removes_all(image_service, image_pusher):
     image_service.pull(a)
     img = image_service.pull(b)
     assert set(img.repo_tags) == {a, b}
-    svc = types.SimpleNamespace(images=image_service)
+    svc = types.SimpleNamespace(images=image_service, containers=types.SimpleNamespace(list=list))
     image_remove.remove_image(svc, api.RemoveImageRequest(image=spec(a)))
     for name in (a, b, img.id):
         assert not image_status.image_status(svc, api.ImageStatusRequest(image=spec(name))).HasField("image")

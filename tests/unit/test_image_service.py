@@ -296,3 +296,21 @@ def _wait_for(cond, timeout=10.0):
     while not cond():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+def test_a_containers_volume_holds_are_released_with_it(registry, service):
+    """Image volumes hold as ``<container>/volume/<n>``; releasing the container drops them all,
+    and only them (``ctr-10`` is another container, not a volume of ``ctr-1``)."""
+    vol = service.pull(push(registry, "t/vol", "1", make("vol")))
+    other = service.pull(push(registry, "t/other", "1", make("other")))
+    vol_dirs = service.hold("ctr-1/volume/0", vol)
+    other_dirs = service.hold("ctr-10", other)
+    service.remove(vol.id)
+    service.remove(other.id)
+    assert all(os.path.isdir(d) for d in vol_dirs + other_dirs)
+    service.release("ctr-1")
+    only_vol = set(vol_dirs) - set(other_dirs)          # both share the base layer
+    assert only_vol and not any(os.path.exists(d) for d in only_vol)
+    assert all(os.path.isdir(d) for d in other_dirs)
+    service.release("ctr-10")
+    assert not any(os.path.exists(d) for d in other_dirs)
