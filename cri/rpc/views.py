@@ -39,6 +39,8 @@ def pod_info(pod: PodRecord) -> dict[str, str]:
         "id": pod.id, "name": pod.name, "netns": pod.netns, "ipc": pod.ipc_ns, "uts": pod.uts_ns,
         "pidNamespace": pod.pid_ns, "network": pod.network, "ips": list(pod.ips),
         "podDir": pod.pod_dir, "runtimeHandler": pod.runtime_handler,
+        # The last UpdatePodSandboxResources, as containerd's "updated-resources".
+        "updatedResources": {"overhead": pod.overhead, "resources": pod.resources},
         "config": _dict(pod.config)}, sort_keys=True)}
 
 

@@ -7,7 +7,7 @@ from cri_api.v1 import api_pb2_grpc
 from ..errors import CriError
 from ..rpc import (container_create, container_list, container_log, container_remove, container_start,
                    container_status, container_stop, container_update, events, exec_sync, runtime_info,
-                   sandbox_remove, sandbox_run, sandbox_status, sandbox_stop, stats)
+                   sandbox_remove, sandbox_run, sandbox_status, sandbox_stop, sandbox_update, stats)
 from . import boundary
 
 
@@ -50,8 +50,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         return sandbox_status.list_pod_sandbox(self.svc, req)
 
     def UpdatePodSandboxResources(self, req, ctx):
-        # Pod-level cgroups are the kubelet's (cgroupfs driver); nothing of ours to resize.
-        raise _unimplemented("UpdatePodSandboxResources")
+        return sandbox_update.update_pod_sandbox_resources(self.svc, req)
 
     # --- containers ---------------------------------------------------------
     def CreateContainer(self, req, ctx):

@@ -52,6 +52,10 @@ class PodRecord:
     pod_dir: str = ""               # resolv.conf, hostname, hosts
     shm: str = ""                   # the pod's /dev/shm tmpfs ("" for host IPC)
     cgroup_parent: str = ""
+    # The last UpdatePodSandboxResources (LinuxContainerResources as dicts; None until then or
+    # when the request had none); records written before these fields load with None.
+    overhead: Optional[dict] = None
+    resources: Optional[dict] = None
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(dataclasses.replace(self, config=None))

@@ -86,7 +86,6 @@ def test_update_runtime_config_validates_and_persists(served):
     ("CheckpointContainer", api.CheckpointContainerRequest()),
     ("ListMetricDescriptors", api.ListMetricDescriptorsRequest()),
     ("ListPodSandboxMetrics", api.ListPodSandboxMetricsRequest()),
-    ("UpdatePodSandboxResources", api.UpdatePodSandboxResourcesRequest()),
 ])
 def test_unimplemented_rpcs_say_so(served, call, req):
     rt, _, _, _ = served
@@ -103,6 +102,7 @@ def test_unimplemented_rpcs_say_so(served, call, req):
     ("ExecSync", api.ExecSyncRequest(container_id="abc", cmd=["true"])),
     ("ContainerStats", api.ContainerStatsRequest(container_id="abc")),
     ("PodSandboxStats", api.PodSandboxStatsRequest(pod_sandbox_id="abc")),
+    ("UpdatePodSandboxResources", api.UpdatePodSandboxResourcesRequest(pod_sandbox_id="abc")),
     ("ReopenContainerLog", api.ReopenContainerLogRequest(container_id="abc")),
     ("CreateContainer", api.CreateContainerRequest(pod_sandbox_id="abc", config=api.ContainerConfig(
         metadata=api.ContainerMetadata(name="c"), image=api.ImageSpec(image="busybox")))),
@@ -112,6 +112,23 @@ def test_unknown_objects_are_not_found(served, call, req):
     with pytest.raises(grpc.RpcError) as err:
         getattr(rt, call)(req)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND, err.value.details()
+
+
+def test_update_pod_sandbox_resources_without_a_pod_cgroup_is_recorded(served):
+    """A pod without cgroup_parent has no cgroup of the kubelet's to size: accepted, and the
+    request is kept on the pod's record on disk (a restarted shim loads it)."""
+    from cri.store import atomic
+    from cri.store.records import PodRecord
+    rt, _, _, svc = served
+    svc.pods.put(PodRecord(id="p1" * 32, name="n", config=api.PodSandboxConfig()))
+    res = api.LinuxContainerResources(cpu_shares=512, memory_limit_in_bytes=64 << 20)
+    rt.UpdatePodSandboxResources(api.UpdatePodSandboxResourcesRequest(
+        pod_sandbox_id="p1", resources=res, overhead=api.LinuxContainerResources()))
+    on_disk = PodRecord.from_dict(atomic.read_json(svc.pods.dir_of("p1" * 32) + "/record.json"))
+    assert on_disk.resources == {"cpu_shares": "512", "memory_limit_in_bytes": str(64 << 20)}
+    assert on_disk.overhead == {}
+    rt.UpdatePodSandboxResources(api.UpdatePodSandboxResourcesRequest(pod_sandbox_id="p1"))
+    assert (svc.pods.get("p1" * 32).resources, svc.pods.get("p1" * 32).overhead) == (None, None)
 
 
 def test_stop_and_remove_of_unknown_objects_succeed(served):
