@@ -26,13 +26,15 @@ def _entry(kind: str, path: str = "") -> dict[str, str]:
 def linux_namespaces(options, pod, target_pid_ns_path: str = "") -> list[dict[str, str]]:
     """`options`: the container's NamespaceOption; `pod`: a spec.PodContext."""
     out = [_entry("mount")]
-    if options.network != NODE:
-        if not pod.netns_path:
-            raise invalid("pod has no network namespace but the container asks for one")
+    # A pod on the node's network or IPC namespace takes its containers with it, whatever their
+    # own options say (crictl and critest send container configs with no namespace options):
+    # containerd's and CRI-O's containers join the sandbox's namespaces, which are the node's.
+    if options.network != NODE and pod.netns_path:
         out.append(_entry("network", pod.netns_path))
         out.append(_entry("uts", pod.uts_ns_path))
     if options.ipc == POD:
-        out.append(_entry("ipc", pod.ipc_ns_path))
+        if pod.ipc_ns_path:
+            out.append(_entry("ipc", pod.ipc_ns_path))
     elif options.ipc == CONTAINER:
         out.append(_entry("ipc"))
     if options.pid == POD:

@@ -37,6 +37,7 @@ def validate(config: api.PodSandboxConfig, handler: str) -> None:
         raise errors.invalid(f"runtime handler {handler!r} is not configured (have runc)")
     if config.log_directory and not os.path.isabs(config.log_directory):
         raise errors.invalid(f"log_directory {config.log_directory!r} must be absolute")
+    files.hostname_for(config, config.linux.security_context.namespace_options.network == api.NODE)
 
 
 def _run(svc, config: api.PodSandboxConfig, handler: str) -> PodRecord:

@@ -43,12 +43,27 @@ def resolv_conf(dns: api.DNSConfig, host_resolv: str) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+HOSTNAME_MAX = 64      # __NEW_UTS_LEN: sethostname(2) refuses longer names with EINVAL
+
+
 def hostname_for(config: api.PodSandboxConfig, host_network: bool) -> str:
-    if host_network:
+    """The pod's hostname: the node's with host networking (the pod shares its UTS namespace)
+    or when the config has none, as containerd does; else the config's.
+
+    Only what the kernel refuses is refused: more than 64 bytes.  No DNS-label rules: the
+    kubelet validates its own hostnames, and critest and crictl send others (capitals, names
+    longer than a label).  Also refused, because the name could not be stored faithfully: NUL
+    (it cannot pass through argv, and C readers of the name stop at it) and a line break (the
+    kernel's proc file stops at it, and /etc/hostname and /etc/hosts are line-based)."""
+    if host_network or not config.hostname:
         return socket.gethostname()
-    name = config.hostname or config.metadata.name
-    if not name or len(name) > 64 or any(c in name for c in "/\n\0 "):
-        raise errors.invalid(f"invalid pod hostname {name!r}")
+    name = config.hostname
+    size = len(name.encode())
+    if size > HOSTNAME_MAX:
+        raise errors.invalid(f"pod hostname {name!r} is {size} bytes; the kernel allows at most "
+                             f"{HOSTNAME_MAX} (sethostname)")
+    if any(c in name for c in "\0\n\r"):
+        raise errors.invalid(f"pod hostname {name!r} contains a NUL or line break")
     return name
 
 

@@ -66,7 +66,10 @@ def pin_ipc_uts(ipc_path: str, uts_path: str, hostname: str) -> None:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         open(path, "a").close()     # the bind-mount target must exist
         argv.append(f"--{kind}={path}")
-    argv += ["hostname", hostname] if uts_path and hostname else ["true"]
+    # Not hostname(1): Debian's refuses names the kernel takes (capitals are fine, but "_", spaces
+    # and a leading "-" are not).  The proc file is sethostname(2) for the child's new UTS namespace.
+    argv += (["sh", "-c", 'printf %s "$1" > /proc/sys/kernel/hostname', "sethostname", hostname]
+             if uts_path and hostname else ["true"])
     try:
         proc.run(argv, what="pinning pod IPC/UTS namespaces")
     except Exception:

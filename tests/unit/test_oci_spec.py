@@ -179,6 +179,15 @@ def test_namespaces_per_mode(opts, expected):
     assert {(n["type"], n["path"]) if "path" in n else n["type"] for n in got} == expected
 
 
+def test_containers_of_a_host_network_and_host_ipc_pod_follow_the_pod():
+    """A minimal container config (no namespace options, as crictl and critest send) in a pod on
+    the node's network and IPC: the container gets the node's, as the sandbox's in containerd."""
+    host_pod = PodContext(id="pod1", config=api_pb2.PodSandboxConfig(), netns_path="", uts_ns_path="",
+                          ipc_ns_path="")
+    got = linux_namespaces(api_pb2.NamespaceOption(), host_pod)
+    assert got == [{"type": "mount"}, {"type": "pid"}]    # pid POD, no pod-wide one yet: fresh
+
+
 def test_pod_pid_without_a_pinned_namespace_gets_a_fresh_one():
     got = linux_namespaces(api_pb2.NamespaceOption(pid=NS.Value("POD")), pod())
     assert {"type": "pid"} in got
