@@ -193,7 +193,7 @@ def test_second_pod_with_the_same_name_is_refused(shim):
     (lambda c: c.linux.sysctls.__setitem__("kernel.panic", "1"), grpc.StatusCode.INVALID_ARGUMENT),
     (lambda c: c.linux.sysctls.__setitem__("net.ipv4.../x", "1"), grpc.StatusCode.INVALID_ARGUMENT),
     (lambda c: c.dns_config.servers.append("1.1.1.1\nnameserver 6.6.6.6"), grpc.StatusCode.INVALID_ARGUMENT),
-    (lambda c: setattr(c, "hostname", "../../etc"), grpc.StatusCode.INVALID_ARGUMENT),
+    (lambda c: setattr(c, "hostname", "h" * 65), grpc.StatusCode.INVALID_ARGUMENT),   # > sethostname(2)'s 64
 ])
 def test_bad_pod_requests_are_rejected(shim, mutate, code):
     cfg = h.pod_config()
