@@ -30,14 +30,28 @@ def sandbox_name(md: api.PodSandboxMetadata) -> str:
 
 
 def validate(config: api.PodSandboxConfig, handler: str) -> None:
+    """RunPodSandbox's up-front checks, before anything is made.  containerd refuses only a
+    missing metadata message and an unknown runtime handler; each rule podwire keeps beyond
+    those says why."""
     md = config.metadata
-    if not (md.name and md.namespace and md.uid):
-        raise errors.invalid("pod sandbox metadata needs name, namespace and uid")
+    # Name and namespace: the pod's identity for the netpol agent (endpoints are keyed by
+    # namespace/name; it refuses an empty one, netpol/agent/validate.py) and for the CNI
+    # plugin's netpol hook.  Refused here, before anything exists, rather than by the agent
+    # half-way through, and the same whether or not an agent runs.  Every client sends them
+    # (the kubelet, critest, crictl's samples).  An absent metadata message lands here too.
+    if not (md.name and md.namespace):
+        raise errors.invalid("pod sandbox metadata needs a name and a namespace")
+    # No rule for uid (nor attempt): containerd accepts an empty one, and nothing in podwire
+    # keys on it alone (the sandbox name joins all four fields; CNI gets K8S_POD_UID="").
+    # The runtime handler: containerd refuses one it has no runtime for, as we do.
     if handler not in RUNTIME_HANDLERS:
         raise errors.invalid(f"runtime handler {handler!r} is not configured (have runc)")
+    # A relative log_directory would resolve against the shim's working directory, writing
+    # container logs somewhere nobody looks (containerd lets it through; the kubelet always
+    # sends an absolute one, and empty - no logs - is fine).
     if config.log_directory and not os.path.isabs(config.log_directory):
         raise errors.invalid(f"log_directory {config.log_directory!r} must be absolute")
-    files.hostname_for(config, config.linux.security_context.namespace_options.network == api.NODE)
+    files.hostname_for(config)      # its rules and their reasons are there
 
 
 def _run(svc, config: api.PodSandboxConfig, handler: str) -> PodRecord:
@@ -70,7 +84,8 @@ def _run(svc, config: api.PodSandboxConfig, handler: str) -> PodRecord:
             namespaces.create_netns(rec.netns_name)
             undo.callback(_best_effort, namespaces.remove_netns, rec.netns_name)
         undo.callback(_best_effort, shutil.rmtree, ns_dir, True)     # runs after the unpins below
-        namespaces.pin_ipc_uts(rec.ipc_ns, rec.uts_ns, files.hostname_for(config, host_net))
+        # The kernel's name only in the pod's own UTS namespace (none with host networking).
+        namespaces.pin_ipc_uts(rec.ipc_ns, rec.uts_ns, files.hostname_for(config))
         undo.callback(_best_effort, namespaces.unpin, rec.ipc_ns)
         undo.callback(_best_effort, namespaces.unpin, rec.uts_ns)
         if rec.shm:

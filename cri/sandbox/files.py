@@ -46,34 +46,48 @@ def resolv_conf(dns: api.DNSConfig, host_resolv: str) -> bytes:
 HOSTNAME_MAX = 64      # __NEW_UTS_LEN: sethostname(2) refuses longer names with EINVAL
 
 
-def hostname_for(config: api.PodSandboxConfig, host_network: bool) -> str:
-    """The pod's hostname: the node's with host networking (the pod shares its UTS namespace)
-    or when the config has none, as containerd does; else the config's.
+def hostname_for(config: api.PodSandboxConfig) -> str:
+    """The pod's hostname, as containerd's setupSandboxFiles picks it: the config's, or the
+    node's (socket.gethostname(), Go's os.Hostname()) when the config has none.  That is what
+    /etc/hostname and $HOSTNAME hold, with host networking too: containerd and CRI-O write the
+    config's name there (the kubelet sends none for host-network pods; crictl and critest may).
+    Only a pod with its own UTS namespace also gets it as the kernel's name; a host-network pod
+    shares the node's UTS namespace, whose name is the node's (the caller decides that).
 
-    Only what the kernel refuses is refused: more than 64 bytes.  No DNS-label rules: the
-    kubelet validates its own hostnames, and critest and crictl send others (capitals, names
-    longer than a label).  Also refused, because the name could not be stored faithfully: NUL
-    (it cannot pass through argv, and C readers of the name stop at it) and a line break (the
-    kernel's proc file stops at it, and /etc/hostname and /etc/hosts are line-based)."""
-    if host_network or not config.hostname:
-        return socket.gethostname()
+    The rules, each with its reason; anything else the kernel takes is taken (capitals, "_",
+    spaces, "/", a leading "-", non-ASCII, names longer than a DNS label): the kubelet
+    validates its own hostnames, and critest and crictl send others."""
     name = config.hostname
+    if not name:
+        return socket.gethostname()
     size = len(name.encode())
+    # sethostname(2) refuses more than 64 bytes with EINVAL, and the proc file we set it
+    # through would silently cut it instead.  Bytes, not characters: "é" is two.  Applied with
+    # host networking too, where the name only reaches the files: no kernel could hold it.
     if size > HOSTNAME_MAX:
         raise errors.invalid(f"pod hostname {name!r} is {size} bytes; the kernel allows at most "
                              f"{HOSTNAME_MAX} (sethostname)")
-    if any(c in name for c in "\0\n\r"):
-        raise errors.invalid(f"pod hostname {name!r} contains a NUL or line break")
+    # NUL: the kernel's proc file stops at it (so would every C reader of the name), and argv
+    # cannot carry it.  "\n": the proc file stops at it too, and /etc/hostname is one line.
+    # "\r": text-mode readers (Python's universal newlines, splitlines) break the line there.
+    # The kernel would take these through sethostname(2), but the name could not be read back
+    # as given: a pod would see a different hostname in each place.
+    bad = [c for c in ("\0", "\n", "\r") if c in name]
+    if bad:
+        raise errors.invalid(f"pod hostname {name!r} contains {', '.join(map(repr, bad))}; "
+                             f"/etc/hostname is one line and the kernel's proc file stops at a NUL "
+                             f"or newline")
     return name
 
 
 def write_pod_files(pod_dir: str, config: api.PodSandboxConfig, host_network: bool,
                     host_resolv: str) -> dict[str, str]:
     """Write the files; container path -> host path, for the OCI spec builder."""
-    hostname = hostname_for(config, host_network)
     content = {
         "/etc/resolv.conf": resolv_conf(config.dns_config, host_resolv),
-        "/etc/hostname": (hostname + "\n").encode(),
+        "/etc/hostname": (hostname_for(config) + "\n").encode(),
+        # No entry for the pod's hostname: containerd adds none either (it copies the node's
+        # file); the kubelet mounts its own /etc/hosts, with the pod's name in it, over this one.
         "/etc/hosts": _hosts(host_network),
     }
     out = {}

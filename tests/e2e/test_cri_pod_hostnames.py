@@ -41,16 +41,18 @@ def _seen_inside(shim, image: str, cfg: api.PodSandboxConfig) -> list[str]:
     return res.stdout.decode().splitlines()
 
 
-@pytest.mark.parametrize("hostname, host_network, uts, env", [
-    ("", False, NODE, NODE),
-    ("Mixed_Case name", False, "Mixed_Case name", "Mixed_Case name"),   # hostname(1) would refuse it
-    ("h" * 64, False, "h" * 64, "h" * 64),
-    ("", True, NODE, NODE),
-    ("web-0", True, NODE, "web-0"),          # the node's UTS namespace; $HOSTNAME as containerd sets it
+@pytest.mark.parametrize("hostname, host_network, uts, etc_hostname, env", [
+    ("", False, NODE, NODE, NODE),
+    ("Mixed_Case name", False, *["Mixed_Case name"] * 3),   # hostname(1) would refuse it
+    ("h" * 64, False, *["h" * 64] * 3),
+    ("", True, NODE, NODE, NODE),
+    # The node's UTS namespace; /etc/hostname and $HOSTNAME the config's, as containerd writes them.
+    ("web-0", True, NODE, "web-0", "web-0"),
 ])
-def test_hostname_inside_the_pod(shim, test_images, hostname, host_network, uts, env):
+def test_hostname_inside_the_pod(shim, test_images, hostname, host_network, uts, etc_hostname, env):
     shim.img.PullImage(api.PullImageRequest(image=api.ImageSpec(image=test_images.busybox)), timeout=120)
-    assert _seen_inside(shim, test_images.busybox, _pod_config(hostname, host_network)) == [uts, uts, env]
+    seen = _seen_inside(shim, test_images.busybox, _pod_config(hostname, host_network))
+    assert seen == [uts, etc_hostname, env]
 
 
 @pytest.mark.parametrize("hostname", ["h" * 65, "two\nlines"])
