@@ -4,15 +4,14 @@ from __future__ import annotations
 from cri_api.v1 import api_pb2 as api
 from google.protobuf import json_format
 
-from .. import errors
-
 
 def update_container_resources(svc, req: api.UpdateContainerResourcesRequest
                                ) -> api.UpdateContainerResourcesResponse:
-    if not req.HasField("linux"):
-        # Windows resources mean nothing here; nothing else to apply.
-        raise errors.invalid("UpdateContainerResources needs linux resources")
     ctr = svc.containers.resolve(req.container_id)
+    if not req.HasField("linux"):
+        # Nothing to apply (a request with only Windows resources, or none): success, as in
+        # containerd, whose resource update returns early on nil Linux resources.
+        return api.UpdateContainerResourcesResponse()
     with svc.containers.op_lock(ctr.id):
         svc.runtime.update_resources(ctr.id, req.linux)
         merged = dict(ctr.resources or {})

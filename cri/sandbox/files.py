@@ -31,15 +31,20 @@ def resolv_conf(dns: api.DNSConfig, host_resolv: str) -> bytes:
                 return f.read()
         except OSError:
             return b""
-    for item in [*dns.servers, *dns.searches, *dns.options]:
-        if any(c in item for c in "\n\r\0") or not item.strip():
-            raise errors.invalid(f"invalid DNS config entry {item!r}")
+    # Empty entries are dropped, not refused: containerd writes them through and the resolver
+    # ignores them.  A line break or NUL stays refused: each entry must stay on its own line,
+    # or one "server" could add resolver directives of its own.
+    servers, searches, options = ([i for i in items if i.strip()]
+                                  for items in (dns.servers, dns.searches, dns.options))
+    for item in [*servers, *searches, *options]:
+        if any(c in item for c in "\n\r\0"):
+            raise errors.invalid(f"invalid DNS config entry {item!r}: one line each")
     lines = []
-    if dns.searches:
-        lines.append("search " + " ".join(dns.searches))
-    lines += [f"nameserver {s}" for s in dns.servers]
-    if dns.options:
-        lines.append("options " + " ".join(dns.options))
+    if searches:
+        lines.append("search " + " ".join(searches))
+    lines += [f"nameserver {s}" for s in servers]
+    if options:
+        lines.append("options " + " ".join(options))
     return ("\n".join(lines) + "\n").encode()
 
 

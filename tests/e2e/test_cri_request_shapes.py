@@ -255,3 +255,29 @@ def test_minimal_container_runs_the_images_entrypoint_and_cmd(shim, test_images,
     shim.rt.RemoveContainer(api.RemoveContainerRequest(container_id=cid))
     shim.rt.StopPodSandbox(api.StopPodSandboxRequest(pod_sandbox_id=pod_id))
     shim.rt.RemovePodSandbox(api.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+
+
+def test_relaxed_shapes_containerd_accepts(shim, busybox, tmp_path):
+    """Rules relaxed to containerd's: a negative ExecSync timeout means none, an update with no
+    linux resources is a no-op, an absolute log_path lands under the pod's log directory, and
+    empty DNS entries are dropped."""
+    pod_cfg = _pod()
+    pod_cfg.log_directory = str(tmp_path / "logs")
+    pod_cfg.dns_config.servers.extend(["", "192.0.2.53"])
+    pod_cfg.dns_config.searches.append("")
+    pod_id = shim.rt.RunPodSandbox(api.RunPodSandboxRequest(config=pod_cfg), timeout=120).pod_sandbox_id
+    try:
+        ctr = _container(busybox)
+        ctr.log_path = "/c/0.log"
+        cid = shim.rt.CreateContainer(api.CreateContainerRequest(pod_sandbox_id=pod_id, config=ctr),
+                                      timeout=120).container_id
+        assert _status(shim, cid).log_path == str(tmp_path / "logs" / "c" / "0.log")
+        shim.rt.StartContainer(api.StartContainerRequest(container_id=cid))
+        res = shim.rt.ExecSync(api.ExecSyncRequest(container_id=cid, cmd=["cat", "/etc/resolv.conf"],
+                                                   timeout=-1))
+        assert (res.exit_code, res.stdout) == (0, b"nameserver 192.0.2.53\n")
+        shim.rt.UpdateContainerResources(api.UpdateContainerResourcesRequest(container_id=cid))
+        assert _status(shim, cid).state == api.CONTAINER_RUNNING
+    finally:
+        shim.rt.StopPodSandbox(api.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+        shim.rt.RemovePodSandbox(api.RemovePodSandboxRequest(pod_sandbox_id=pod_id))

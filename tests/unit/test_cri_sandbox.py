@@ -84,7 +84,17 @@ def test_log_paths_stay_in_the_pod_log_directory():
     pod = PodRecord(id="p", name="n", config=api.PodSandboxConfig(log_directory="/var/log/pods/x"))
     assert log_path(pod, api.ContainerConfig(log_path="app/0.log")) == "/var/log/pods/x/app/0.log"
     assert log_path(pod, api.ContainerConfig()) == ""
-    for bad in ("../y/0.log", "/etc/passwd", "app/../../0.log"):
+    # Absolute paths are joined under the directory, as containerd's filepath.Join does.
+    assert log_path(pod, api.ContainerConfig(log_path="/app/0.log")) == "/var/log/pods/x/app/0.log"
+    for bad in ("../y/0.log", "/../../etc/passwd", "app/../../0.log", "."):
         with pytest.raises(CriError) as err:
             log_path(pod, api.ContainerConfig(log_path=bad))
         assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_empty_dns_entries_are_dropped_and_line_breaks_refused(tmp_path):
+    dns = api.DNSConfig(servers=["", "10.96.0.10"], searches=[" ", "svc.local"], options=[""])
+    assert files.resolv_conf(dns, "/nonexistent") == b"search svc.local\nnameserver 10.96.0.10\n"
+    with pytest.raises(CriError) as err:
+        files.resolv_conf(api.DNSConfig(options=["ndots:5\rsearch evil"]), "/nonexistent")
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and "one line" in err.value.message
