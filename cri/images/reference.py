@@ -71,6 +71,8 @@ class Reference:
 
 def parse(ref: str) -> Reference:
     """Parse and normalise ``ref``; INVALID_ARGUMENT if it is not an image reference."""
+    # Kept, all of these: the same rules as containerd's reference parser (distribution's
+    # grammar, its 64-hex refusal and 255-character name limit); CRI-O uses the same grammar.
     if not ref:
         raise invalid("image reference is empty")
     if _IMAGE_ID.match(ref):

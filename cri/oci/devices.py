@@ -58,11 +58,13 @@ def devices(cri_devices, privileged: bool) -> tuple[list[dict[str, Any]], list[d
     nodes, rules = [], [dict(DENY_ALL)]
     for d in cri_devices:
         perms = d.permissions or "rwm"
+        # Kept: containerd and CRI-O refuse other letters too (a cgroup device rule takes only rwm).
         if not set(perms) <= set("rwm"):
             raise invalid(f"device {d.host_path}: bad permissions {perms!r}")
         host = os.path.realpath(d.host_path)
         found = _walk(host, d.container_path) if os.path.isdir(host) else \
             [n for n in [device_node(host, d.container_path)] if n]
+        # Kept: containerd fails the same way ("not a device node"); runc could not create it.
         if not found:
             raise invalid(f"device {d.host_path} is not a device node")
         for node in found:

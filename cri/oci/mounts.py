@@ -93,6 +93,8 @@ def is_image_volume(m) -> bool:
 
 
 def _check_supported(m) -> None:
+    # Kept, each: containerd and CRI-O refuse these too, or runc would fail later less clearly
+    # (relative destinations); id-mapped mounts need user namespaces, which podwire lacks.
     if not os.path.isabs(m.container_path):
         raise invalid(f"mount container path {m.container_path!r} must be absolute")
     if len(m.uidMappings) or len(m.gidMappings):
@@ -106,6 +108,7 @@ def _check_supported(m) -> None:
 
 def resolve_host_path(path: str) -> str:
     """realpath of a host path, creating it (0755 directory) first if it is missing."""
+    # Kept: a relative host path would resolve against the shim's working directory.
     if not os.path.isabs(path):
         raise invalid(f"mount host path {path!r} must be absolute")
     if not os.path.lexists(path):

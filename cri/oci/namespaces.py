@@ -42,9 +42,13 @@ def linux_namespaces(options, pod, target_pid_ns_path: str = "") -> list[dict[st
     elif options.pid == CONTAINER:
         out.append(_entry("pid"))
     elif options.pid == TARGET:
+        # Kept: containerd fails too when the target container is not running (it has no
+        # pid namespace to join).
         if not target_pid_ns_path:
             raise invalid(f"pid namespace TARGET {options.target_id!r} is not running")
         out.append(_entry("pid", target_pid_ns_path))
+    # Kept: user namespaces are not implemented; running without one would silently give
+    # the pod the node's uids that it asked not to have.
     if options.HasField("userns_options") and options.userns_options.mode != NODE:
         raise invalid("user namespaces are not supported")
     return out

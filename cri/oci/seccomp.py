@@ -63,11 +63,15 @@ def _legacy(path: str) -> tuple[str, str]:
         return "RuntimeDefault", ""
     if path.startswith("localhost/"):
         return "Localhost", path[len("localhost/"):]
+    # Kept: containerd and CRI-O refuse an unknown profile name; running unconfined instead
+    # would silently drop the isolation that was asked for.
     raise invalid(f"unknown seccomp profile {path!r}")
 
 
 def load_localhost(path: str, bounding: list[str]) -> dict[str, Any]:
     """A profile file on the node, in Docker's format (archMap, includes/excludes) or OCI's."""
+    # Kept: a relative path would resolve against the shim's working directory (containerd
+    # and CRI-O also want the kubelet's absolute <seccomp root>/<profile>).
     if not os.path.isabs(path):
         raise invalid(f"seccomp localhost profile path must be absolute: {path!r}")
     try:

@@ -17,6 +17,8 @@ def parse_signal(value: str | int) -> int:
     name = text if text.startswith("SIG") else "SIG" + text
     try:
         return int(_signal.Signals[name])
+    # Kept: containerd's ParseSignal refuses unknown names too; guessing one would stop the
+    # container with a signal nobody asked for.
     except KeyError:
         raise invalid(f"unknown signal {value!r}")
 

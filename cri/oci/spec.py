@@ -58,6 +58,7 @@ def process_args(config, image: Mapping[str, Any]) -> list[str]:
         entrypoint = list(image.get("Entrypoint") or [])
         if entrypoint != [""]:
             command = entrypoint
+    # Kept: containerd refuses it with the same words; runc would fail on empty args.
     if not command and not args:
         raise invalid("no command specified")
     return command + args
@@ -108,6 +109,8 @@ def build_spec(container_id: str, config, pod: PodContext, image_config: Mapping
     image = settings(image_config)
     sc = config.linux.security_context
     privileged = sc.privileged
+    # Kept (security): containerd and CRI-O refuse it too; a privileged container would escape
+    # the unprivileged pod's isolation.
     if privileged and not pod.config.linux.security_context.privileged:
         raise invalid("privileged container in a non-privileged sandbox")
     ns_list = namespaces.linux_namespaces(sc.namespace_options, pod, target_pid_ns_path)

@@ -60,6 +60,7 @@ def _lookup_user(rootfs: str, spec: str) -> tuple[int, int, str]:
         found = next((e for e in entries if e.uid == uid), None)
         return uid, found.gid if found else 0, found.name if found else ""
     found = next((e for e in entries if e.name == spec), None)
+    # Kept: containerd and CRI-O fail too (no uid for the name); never guess root.
     if found is None:
         raise invalid(f"user {spec!r} not found in the image's /etc/passwd")
     return found.uid, found.gid, found.name
@@ -69,6 +70,7 @@ def _lookup_group(rootfs: str, spec: str) -> int:
     if spec.isdigit():
         return int(spec)
     found = next((g for g in groups(rootfs) if g.name == spec), None)
+    # Kept: as for users: no gid to run with.
     if found is None:
         raise invalid(f"group {spec!r} not found in the image's /etc/group")
     return found.gid
@@ -83,6 +85,7 @@ def resolve_user(rootfs: str, security_context, image_user: str) -> dict:
     """OCI process.user {uid, gid, additionalGids}."""
     sc = security_context
     has_uid = sc.HasField("run_as_user")
+    # Kept: containerd refuses it with the same meaning ("user group is specified without user").
     if sc.HasField("run_as_group") and not (has_uid or sc.run_as_username):
         raise invalid("run_as_group is set without run_as_user or run_as_username")
     if sc.run_as_username:

@@ -64,6 +64,8 @@ def runtime_config(svc, req: api.RuntimeConfigRequest) -> api.RuntimeConfigRespo
 
 def update_runtime_config(svc, req: api.UpdateRuntimeConfigRequest) -> api.UpdateRuntimeConfigResponse:
     cidr = req.runtime_config.network_config.pod_cidr
+    # Kept: the CIDR becomes IPAM ranges; a string that is not one would only fail at the
+    # next pod's ADD, far from its cause.
     for part in filter(None, cidr.split(",")):
         try:
             ipaddress.ip_network(part.strip(), strict=False)

@@ -142,6 +142,8 @@ def port_mappings(config: api.PodSandboxConfig) -> list[dict]:
     for pm in config.port_mappings:
         if pm.host_port <= 0:
             continue
+        # Kept: containerd passes these to the portmap plugin, which refuses them later and
+        # less clearly; a port outside 1-65535 cannot be mapped.
         if not 0 < pm.container_port < 65536 or pm.host_port > 65535:
             raise errors.invalid(f"invalid port mapping {pm.host_port}->{pm.container_port}")
         entry = {"hostPort": pm.host_port, "containerPort": pm.container_port,

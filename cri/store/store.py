@@ -58,6 +58,7 @@ class RecordStore(Generic[R]):
 
     def resolve(self, id_or_prefix: str) -> R:
         """The record with this id, or the only one whose id starts with it (truncindex)."""
+        # Kept: an empty prefix would match every record (containerd's truncindex refuses it too).
         if not id_or_prefix:
             raise errors.invalid(f"{self.kind} id must not be empty")
         rec = self._items.get(id_or_prefix)
@@ -66,6 +67,7 @@ class RecordStore(Generic[R]):
         matches = [r for k, r in list(self._items.items()) if k.startswith(id_or_prefix)]
         if len(matches) == 1:
             return matches[0]
+        # Kept: acting on one of several matches would act on the wrong pod or container.
         if matches:
             raise errors.invalid(f"{self.kind} id prefix {id_or_prefix!r} is ambiguous")
         raise errors.not_found(f"{self.kind} {id_or_prefix!r} not found")
