@@ -1,7 +1,6 @@
-"""create, start, stop, rm, ps, inspect, exec (sync)."""
+"""create, start, stop, rm, ps, inspect (exec is in streaming.py)."""
 from __future__ import annotations
 
-import argparse
 import sys
 
 from cri_api.v1 import api_pb2 as api
@@ -56,14 +55,6 @@ def add_parsers(sub) -> None:
     p.add_argument("ids", nargs="+")
     p.add_argument("--output", "-o", default="json", choices=["json", "yaml", "table"])
     p.set_defaults(func=inspect)
-    p = sub.add_parser("exec", help="run a command in a running container (synchronously)")
-    p.add_argument("--sync", "-s", action="store_true", help="(always) use ExecSync")
-    p.add_argument("--timeout", type=int, default=0, help="seconds; 0 means no limit")
-    p.add_argument("--interactive", "-i", action="store_true", help="not supported (needs streaming)")
-    p.add_argument("--tty", "-t", action="store_true", help="not supported (needs streaming)")
-    p.add_argument("id")
-    p.add_argument("cmd", nargs=argparse.REMAINDER, help="command and its arguments")
-    p.set_defaults(func=exec_)
 
 
 def create(c, opts) -> int:
@@ -157,19 +148,3 @@ def inspect(c, opts) -> int:
         output.dump(obj, opts.output)
     return 0
 
-
-def exec_(c, opts) -> int:
-    if not opts.cmd:
-        print("podwire-ctl exec: no command given", file=sys.stderr)
-        return 1
-    if opts.interactive or opts.tty:
-        print("podwire-ctl exec: -i/-t need the streaming Exec RPC, which podwire-cri does not "
-              "implement yet; running synchronously", file=sys.stderr)
-    resp = c.call(c.runtime.ExecSync, api.ExecSyncRequest(container_id=opts.id, cmd=opts.cmd,
-                                                          timeout=opts.timeout),
-                  timeout=(opts.timeout + 30) if opts.timeout else 24 * 3600)
-    sys.stdout.buffer.write(resp.stdout)
-    sys.stdout.buffer.flush()
-    sys.stderr.buffer.write(resp.stderr)
-    sys.stderr.buffer.flush()
-    return resp.exit_code

@@ -7,14 +7,15 @@ import sys
 
 import grpc
 
-from . import containers, images, info, logs, pods
+from . import containers, images, info, logs, pods, streaming
 from .client import DEFAULT_ENDPOINT, Client
 from .configs import ConfigFileError
 
 # crictl's default is 2 s; the slow verbs pass their own deadlines.
 DEFAULT_TIMEOUT = 2.0
 SLOW_VERBS = {"runp": 300, "stopp": 120, "rmp": 120, "create": 300, "start": 60, "rm": 60,
-              "pull": 24 * 3600, "rmi": 60}
+              "pull": 24 * 3600, "rmi": 60,
+              "exec": 30, "attach": 30, "port-forward": 30}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -26,7 +27,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", "-D", action="store_true")
     sub = p.add_subparsers(dest="verb", metavar="COMMAND")
     sub.required = True
-    for mod in (info, pods, containers, logs, images):
+    for mod in (info, pods, containers, streaming, logs, images):
         mod.add_parsers(sub)
     return p
 
