@@ -352,7 +352,8 @@ class FrameReader:
     def _decode_with_headers(self, kind: int, flags: int, payload: bytes) -> Frame:
         fixed = 10 if kind == SYN_STREAM else 4
         if len(payload) < fixed:
-            raise SpdyProtocolError(PROTOCOL_ERROR, f"control frame {kind} of {len(payload)} bytes")
+            raise SpdyProtocolError(PROTOCOL_ERROR,
+                                    f"control frame {kind} of {len(payload)} bytes")
         stream_id = _stream_id(payload, 0)
         headers = decode_header_block(self._inflate_block(payload[fixed:]))
         fin = bool(flags & FLAG_FIN)
