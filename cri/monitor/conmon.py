@@ -47,6 +47,8 @@ class ConmonArgs:
     log_path: str        # "" = output is read and dropped, as the CRI says without log_path
     tty: bool = False
     stdin: bool = False
+    # The container has stdin and not stdin_once: an attach client's EOF must not close it.
+    leave_stdin_open: bool = False
 
     def argv(self) -> list[str]:
         state = lambda name: os.path.join(self.state_dir, name)   # noqa: E731
@@ -56,7 +58,8 @@ class ConmonArgs:
                  "--container-pidfile", state(files.INIT_PID), "--conmon-pidfile", state(files.CONMON_PID),
                  "--persist-dir", self.state_dir, "--exit-dir", self.state_dir,
                  "--socket-dir-path", self.attach_dir, "--log-path", log]
-        return argv + ["--terminal"] * self.tty + ["--stdin"] * self.stdin
+        return (argv + ["--terminal"] * self.tty + ["--stdin"] * self.stdin
+                + ["--leave-stdin-open"] * self.leave_stdin_open)
 
 
 class SyncPipe:

@@ -87,8 +87,11 @@ class ContainerRuntime:
         return target
 
     def create(self, container_id: str, spec: dict, log_path: str, timeout: float = 60.0,
-               *, stdin: bool = False) -> int:
+               *, stdin: bool = False, stdin_once: bool = False) -> int:
         """Write config.json, start conmon, which runs `runc create`; the init's pid.
+
+        stdin_once (the CRI's): the first attach's stdin EOF closes the container's stdin;
+        otherwise conmon leaves it open for the next attach.
 
         On failure everything this call made is undone (the rootfs stays: remove() owns it)."""
         bundle, state = self.bundle_dir(container_id), self.monitor_dir(container_id)
@@ -106,7 +109,8 @@ class ContainerRuntime:
             undo.callback(self._abort_create, container_id)
             pid = conmon.spawn(conmon.ConmonArgs(
                 container_id, bundle, state, self.attach_dir, self.conmon, self.runc.binary,
-                self.runc.root, log_path, tty=info["tty"], stdin=stdin), timeout)
+                self.runc.root, log_path, tty=info["tty"], stdin=stdin,
+                leave_stdin_open=stdin and not stdin_once), timeout)
             ref = files.ProcRef.of(pid) or files.ProcRef(pid, 0)
             files.write_json(os.path.join(state, files.CREATED),
                              {**ref.to_json(), "created_at": time.time_ns()})

@@ -106,7 +106,8 @@ def _build(svc, pod: PodRecord, config: api.ContainerConfig) -> ContainerRecord:
                                    image_sources=volume_sources)
         if path:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-        pid = svc.runtime.create(ctr_id, spec, path, CREATE_TIMEOUT, stdin=config.stdin)
+        pid = svc.runtime.create(ctr_id, spec, path, CREATE_TIMEOUT, stdin=config.stdin,
+                                 stdin_once=config.stdin_once)
         _register_ports(svc, pod, ctr_id, config)   # before StartContainer can run it
         user = spec["process"]["user"]
         rec = svc.containers.put(container_sync.with_state(svc, rec, pid=pid, user={

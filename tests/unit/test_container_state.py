@@ -104,6 +104,9 @@ def test_conmon_argv():
     quiet = conmon.ConmonArgs("c1", "/b", "/s", "/a", "conmon", "runc", "/r", "", tty=True, stdin=True)
     assert quiet.argv()[quiet.argv().index("--log-path") + 1] == "none:"
     assert "--terminal" in quiet.argv() and "--stdin" in quiet.argv()
+    assert "--leave-stdin-open" not in quiet.argv()      # stdin_once: the first attach closes it
+    kept = conmon.ConmonArgs("c1", "/b", "/s", "/a", "conmon", "runc", "/r", "", stdin=True, leave_stdin_open=True)
+    assert "--stdin" in kept.argv() and "--leave-stdin-open" in kept.argv()
 
 
 def test_missing_conmon_is_a_clear_internal_error(tmp_path):
