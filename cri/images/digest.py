@@ -13,8 +13,9 @@ import grpc
 from ..errors import CriError, invalid
 
 # Lengths of the hex part for the algorithms the OCI image spec registers.
-_HEX_LEN = {"sha256": 64, "sha512": 128}
-_DIGEST = re.compile(r"^(sha256|sha512):([a-f0-9]+)$")
+# sha384 too: the digest library containerd and CRI-O use registers it by default.
+_HEX_LEN = {"sha256": 64, "sha384": 96, "sha512": 128}
+_DIGEST = re.compile(r"^(sha256|sha384|sha512):([a-f0-9]+)$")
 
 
 def is_digest(value: str) -> bool:

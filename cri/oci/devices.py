@@ -58,15 +58,19 @@ def devices(cri_devices, privileged: bool) -> tuple[list[dict[str, Any]], list[d
     nodes, rules = [], [dict(DENY_ALL)]
     for d in cri_devices:
         perms = d.permissions or "rwm"
-        # Kept: containerd and CRI-O refuse other letters too (a cgroup device rule takes only rwm).
+        # Kept: containerd and CRI-O pass other letters to runc, which then fails the create
+        # ("unknown device access"); refused here with the field named instead.
         if not set(perms) <= set("rwm"):
             raise invalid(f"device {d.host_path}: bad permissions {perms!r}")
         host = os.path.realpath(d.host_path)
-        found = _walk(host, d.container_path) if os.path.isdir(host) else \
-            [n for n in [device_node(host, d.container_path)] if n]
-        # Kept: containerd fails the same way ("not a device node"); runc could not create it.
-        if not found:
-            raise invalid(f"device {d.host_path} is not a device node")
+        if os.path.isdir(host):
+            # A directory with no device nodes below it adds nothing, as in containerd and CRI-O.
+            found = _walk(host, d.container_path)
+        else:
+            found = [n for n in [device_node(host, d.container_path)] if n]
+            # Kept: containerd refuses a path that is not a device node; runc could not make it.
+            if not found:
+                raise invalid(f"device {d.host_path} is not a device node")
         for node in found:
             nodes.append(node)
             rules.append({"allow": True, "type": node["type"], "major": node["major"],

@@ -7,13 +7,16 @@ container side needs nothing here: runc resolves mount targets inside the rootfs
 """
 from __future__ import annotations
 
+import logging
 import os
+import posixpath
 from typing import Any, Iterable, Mapping
 
 from cri.errors import invalid
 
 PRIVATE, HOST_TO_CONTAINER, BIDIRECTIONAL = 0, 1, 2  # runtime.v1 MountPropagation
 
+log = logging.getLogger(__name__)
 _PROPAGATION = {PRIVATE: "rprivate", HOST_TO_CONTAINER: "rslave", BIDIRECTIONAL: "rshared"}
 
 
@@ -66,17 +69,23 @@ def cri_mounts(mounts, mountinfo: str = "/proc/self/mountinfo",
     out, rootfs_propagation = [], ""
     for m in mounts:
         _check_supported(m)
+        # A relative container path is under the root, as runc resolves it (and containerd and
+        # CRI-O pass it through); absolute here, so the merge with the defaults sees it.
+        dest = posixpath.normpath(posixpath.join("/", m.container_path))
         if is_image_volume(m):
             source = (image_sources or {}).get(m.container_path)
             if source is None:
                 raise invalid(f"mount {m.container_path}: image volume was not prepared")
             # Never noexec: binaries shipped in an image volume are meant to run (critest).
-            out.append(bind(m.container_path, source, True))
+            out.append(bind(dest, source, True))
             continue
         source = resolve_host_path(m.host_path)
         propagation = _PROPAGATION.get(m.propagation)
         if propagation is None:
-            raise invalid(f"mount {m.container_path}: unknown propagation {m.propagation}")
+            # containerd and CRI-O warn and mount rprivate: the most isolated mode, so a value
+            # from a newer API weakens nothing.
+            log.warning("mount %s: unknown propagation %s; using rprivate", m.container_path, m.propagation)
+            propagation = "rprivate"
         if m.propagation == BIDIRECTIONAL:
             _require_peer(source, mountinfo, ("shared:",), m.container_path)
             rootfs_propagation = "rshared"
@@ -84,7 +93,7 @@ def cri_mounts(mounts, mountinfo: str = "/proc/self/mountinfo",
             _require_peer(source, mountinfo, ("shared:", "master:"), m.container_path)
             rootfs_propagation = rootfs_propagation or "rslave"
         extra = ["rro"] if m.recursive_read_only else []
-        out.append(bind(m.container_path, source, m.readonly, propagation, extra))
+        out.append(bind(dest, source, m.readonly, propagation, extra))
     return out, rootfs_propagation
 
 
@@ -93,10 +102,12 @@ def is_image_volume(m) -> bool:
 
 
 def _check_supported(m) -> None:
-    # Kept, each: containerd and CRI-O refuse these too, or runc would fail later less clearly
-    # (relative destinations); id-mapped mounts need user namespaces, which podwire lacks.
-    if not os.path.isabs(m.container_path):
-        raise invalid(f"mount container path {m.container_path!r} must be absolute")
+    # Kept: CRI-O refuses an empty container path; there is nowhere to mount it.  (A relative
+    # one is taken, as containerd and CRI-O take it: runc mounts it under the root.)
+    if not m.container_path:
+        raise invalid("mount with an empty container path")
+    # Kept: id-mapped mounts need user namespaces, which podwire does not implement; mounting
+    # without the mapping would give the files the wrong owners.
     if len(m.uidMappings) or len(m.gidMappings):
         raise invalid(f"mount {m.container_path}: id-mapped mounts are not supported")
     if m.recursive_read_only and not (m.readonly and m.propagation == PRIVATE):

@@ -6,6 +6,7 @@ needs the rootfs (user names) reads it through rootpath.py, never following link
 """
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import socket
 from dataclasses import dataclass
@@ -46,6 +47,9 @@ class PodContext:
     hostname_path: str = ""
     shm_path: str = ""
     cgroup_root: str = DEFAULT_CGROUP_ROOT
+    # The pod's IPC/UTS sysctls, which runc writes in each container; the net.* ones were set
+    # in the pod's netns once, and runc would refuse them in a container that joins it.
+    sysctls: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def process_args(config, image: Mapping[str, Any]) -> list[str]:
@@ -155,7 +159,7 @@ def _linux(config, pod: PodContext, sc, privileged: bool, ns_list: list[dict[str
     masked, readonly = _security_paths(sc, privileged)
     linux: dict[str, Any] = {"namespaces": ns_list, "resources": res, "cgroupsPath": cgroups,
                              "devices": nodes, "maskedPaths": masked, "readonlyPaths": readonly,
-                             "sysctl": dict(pod.config.linux.sysctls)}
+                             "sysctl": dict(pod.sysctls)}
     profile = seccomp.select_profile(sc, privileged, cap_set)
     if profile is not None:
         linux["seccomp"] = profile

@@ -15,7 +15,7 @@ from google.protobuf import json_format
 from .. import errors
 from ..oci import signals, spec as oci_spec
 from ..oci.namespaces import TARGET
-from ..sandbox import files, netpol
+from ..sandbox import files, netpol, sysctl
 from ..store.records import CREATED, POD_READY, ContainerRecord, PodRecord
 from . import container_sync, events, image_volumes
 
@@ -100,7 +100,7 @@ def _build(svc, pod: PodRecord, config: api.ContainerConfig) -> ContainerRecord:
         volume_sources, volumes = image_volumes.prepare(svc, ctr_id, config.mounts)
         rec = dataclasses.replace(rec, image_volumes=volumes)
         spec = oci_spec.build_spec(ctr_id, config, pod_context(svc, pod), image.config, rootfs,
-                                   target_pid_ns_path=_target_pid_ns(svc, config),
+                                   target_pid_ns_path=_target_pid_ns(svc, config, pod.id),
                                    oom_score_adj_floor=None if svc.config.restrict_oom_score_adj
                                    else OOM_SCORE_ADJ_MIN,
                                    image_sources=volume_sources)
@@ -128,20 +128,28 @@ def _register_ports(svc, pod: PodRecord, ctr_id: str, config: api.ContainerConfi
 
 def pod_context(svc, pod: PodRecord) -> oci_spec.PodContext:
     pf = files.pod_files(pod.pod_dir)
+    ns = pod.config.linux.security_context.namespace_options
+    host_net, host_ipc = ns.network == api.NODE, ns.ipc == api.NODE
+    _, ctr_sysctls = sysctl.split(dict(pod.config.linux.sysctls), host_net, host_ipc, host_net)
     return oci_spec.PodContext(
         id=pod.id, config=pod.config, netns_path=pod.netns, ipc_ns_path=pod.ipc_ns,
         uts_ns_path=pod.uts_ns, pid_ns_path=pod.pid_ns, hosts_path=pf.get("/etc/hosts", ""),
         resolv_conf_path=pf.get("/etc/resolv.conf", ""), hostname_path=pf.get("/etc/hostname", ""),
-        shm_path=pod.shm, cgroup_root=svc.config.cgroup_parent)
+        shm_path=pod.shm, cgroup_root=svc.config.cgroup_parent, sysctls=ctr_sysctls)
 
 
-def _target_pid_ns(svc, config: api.ContainerConfig) -> str:
+def _target_pid_ns(svc, config: api.ContainerConfig, pod_id: str) -> str:
     ns = config.linux.security_context.namespace_options
     if ns.pid != TARGET:
         return ""
     target = svc.containers.find(ns.target_id)
     if target is None:
         raise errors.not_found(f"target container {ns.target_id!r} not found")
+    # Security, as containerd's validateTargetContainer: joining another pod's pid namespace
+    # would let this container see and signal that pod's processes.
+    if target.pod_id != pod_id:
+        raise errors.invalid(f"target container {ns.target_id!r} belongs to pod {target.pod_id}, "
+                             f"not to this container's pod {pod_id}")
     return svc.runtime.pid_namespace(target.id)
 
 

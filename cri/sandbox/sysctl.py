@@ -51,6 +51,10 @@ def split(sysctls: dict, host_net: bool, host_ipc: bool, host_uts: bool) -> tupl
         elif key.startswith(_UTS):
             if host_uts:
                 raise errors.invalid(f"sysctl {raw_key}: not allowed with host UTS namespace")
+            # runc refuses kernel.hostname beside the spec's hostname, so every container of the
+            # pod would fail to create; the pod's hostname field is the way to set it.
+            if key == "kernel.hostname":
+                raise errors.invalid(f"sysctl {raw_key}: set the pod's hostname instead")
             other[key] = value
         else:
             raise errors.invalid(f"sysctl {raw_key} is not namespaced; it cannot be set per pod")

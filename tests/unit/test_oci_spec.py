@@ -123,14 +123,14 @@ def test_security_fields(rootfs):
     sc.seccomp.profile_type = api_pb2.SecurityProfile.ProfileType.Value("RuntimeDefault")
     c.linux.resources.oom_score_adj = -500
     cfg = api_pb2.PodSandboxConfig(hostname="h")
-    cfg.linux.sysctls["net.core.somaxconn"] = "1024"
-    s = build_spec("c1", c, pod(config=cfg, hosts_path="/p/hosts"), {}, rootfs,
-                   oom_score_adj_floor=0)
+    cfg.linux.sysctls["net.core.somaxconn"] = "1024"      # set once in the pod netns, not here
+    s = build_spec("c1", c, pod(config=cfg, hosts_path="/p/hosts", sysctls={"kernel.shmmax": "1"}), {},
+                   rootfs, oom_score_adj_floor=0)
     assert s["root"]["readonly"] and s["process"]["noNewPrivileges"]
     assert s["linux"]["maskedPaths"] == ["/proc/x"] and s["linux"]["readonlyPaths"] == ["/proc/y"]
     assert s["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO"
     assert s["process"]["oomScoreAdj"] == 0
-    assert s["linux"]["sysctl"] == {"net.core.somaxconn": "1024"}
+    assert s["linux"]["sysctl"] == {"kernel.shmmax": "1"}
     hosts = next(m for m in s["mounts"] if m["destination"] == "/etc/hosts")
     assert hosts["source"] == "/p/hosts" and "ro" in hosts["options"]  # ro with a ro rootfs
 
