@@ -75,7 +75,8 @@ class PodDialer:
         self._pending: dict[int, asyncio.Future] = {}
         self._ids = itertools.count()
         self._reader: asyncio.Task | None = None
-        self._started: asyncio.Lock = asyncio.Lock()
+        self._started = asyncio.Lock()
+        self._sending = asyncio.Lock()     # one writability waiter per fd (add_writer replaces)
         self._closed = False
 
     async def __aenter__(self) -> "PodDialer":
@@ -140,7 +141,11 @@ class PodDialer:
                     pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True)
             finally:
                 theirs.close()
-            hello = await asyncio.wait_for(self._recv(), START_TIMEOUT)
+            try:
+                hello = await asyncio.wait_for(self._recv(), START_TIMEOUT)
+            except TimeoutError:
+                raise StreamError(f"cannot enter network namespace {self.netns}: "
+                                  f"the dialer did not start in {START_TIMEOUT:g}s") from None
             if hello is None or hello[0] != b"ready":
                 text = b"dialer exited" if hello is None else hello[0]
                 raise StreamError(f"cannot enter network namespace {self.netns}: "
@@ -164,12 +169,13 @@ class PodDialer:
 
     async def _send(self, message: bytes) -> None:
         assert self._sock is not None
-        while True:
-            try:
-                self._sock.send(message)
-                return
-            except BlockingIOError:
-                await wait_writable(self._sock.fileno())
+        async with self._sending:
+            while True:
+                try:
+                    self._sock.send(message)
+                    return
+                except BlockingIOError:
+                    await wait_writable(self._sock.fileno())
 
     async def _recv(self) -> tuple[bytes, list[int]] | None:
         """The next message and the fds it carried; None at EOF (the dialer died)."""

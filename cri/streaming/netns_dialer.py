@@ -33,6 +33,7 @@ def enter_netns(path: str) -> None:
 async def serve(sock: socket.socket) -> None:
     """Answer requests until EOF; each connect runs as its own task, so they overlap."""
     tasks: set[asyncio.Task] = set()
+    sending = asyncio.Lock()        # one writability waiter per fd (add_writer replaces)
     while True:
         try:
             request = sock.recv(MESSAGE)
@@ -41,14 +42,14 @@ async def serve(sock: socket.socket) -> None:
             continue
         if not request:
             break
-        task = asyncio.create_task(answer(sock, request))
+        task = asyncio.create_task(answer(sock, request, sending))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     for task in tasks:
         task.cancel()
 
 
-async def answer(sock: socket.socket, request: bytes) -> None:
+async def answer(sock: socket.socket, request: bytes, sending: asyncio.Lock) -> None:
     rid, _, port = request.decode(errors="replace").partition(" ")
     try:
         conn = await connect_localhost(int(port))
@@ -57,7 +58,8 @@ async def answer(sock: socket.socket, request: bytes) -> None:
     else:
         reply, fds = f"{rid} ok".encode(), [conn.fileno()]
     try:
-        await send(sock, reply, fds)
+        async with sending:
+            await send(sock, reply, fds)
     except OSError:
         pass            # the shim went away: serve() sees EOF next
     finally:
