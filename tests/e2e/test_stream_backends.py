@@ -255,7 +255,7 @@ def test_exec_10_mib_stdin_through_cat(box):
 
 def test_exec_cancelled_leaves_no_process_fd_or_dir(box):
     shim, cid = box
-    marker = "4242." + os.urandom(3).hex()      # sleep takes fractions: a unique command line
+    marker = f"4242.{int.from_bytes(os.urandom(3), 'big'):08d}"   # sleep takes fractions: unique argv
     io = streams(stdin=True)
 
     async def session():
@@ -389,3 +389,34 @@ def test_attach_to_an_exited_container_is_a_stream_error(shim, pod, test_images)
     assert rt.wait_exit(cid, 10) is not None
     with pytest.raises(StreamError, match="not running"):
         run(run_attach(attach_request(shim, cid), streams(stdin=True)))
+
+
+def test_attach_needs_only_conmon(shim_factory, tmp_path, test_images):
+    """Attach while no podwire-cri runs at all (killed): conmon's socket is all it takes, so it
+    works the same after a restart."""
+    first = shim_factory(process=True)
+    first.img.PullImage(api.PullImageRequest(image=api.ImageSpec(image=test_images.busybox)), timeout=120)
+    pod_cfg = h.pod_config(log_directory=str(tmp_path / "logs"))
+    os.makedirs(pod_cfg.log_directory, exist_ok=True)
+    pod_id = first.rt.RunPodSandbox(api.RunPodSandboxRequest(config=pod_cfg), timeout=120).pod_sandbox_id
+    cid = start_container(first, (pod_id, pod_cfg), test_images.busybox, ["sh"], stdin=True, stdin_once=True)
+    first.proc.kill()
+    first.proc.wait()
+    cfg = first.cfg
+    bundle = os.path.join(cfg.state_dir, "bundles", cid)
+    req = AttachRequest(container_id=cid, attach_socket=os.path.join(cfg.run_dir, "monitors", ".attach", cid, "attach"),
+                        ctl_fifo=os.path.join(bundle, files.CONTROL_FIFO), tty=False, stdin=True, stdout=True,
+                        stderr=True)
+    io = streams(stdin=True)
+
+    async def session():
+        task = asyncio.create_task(run_attach(req, io))
+        await asyncio.sleep(0.3)
+        io.stdin.send(b"echo -n alone; exit 3\n")
+        await task
+
+    run(session())
+    assert bytes(io.stdout.data) == b"alone"
+    second = shim_factory(process=True)       # sees the exit; removes everything at teardown
+    assert h.wait_for(lambda: second.rt.ContainerStatus(api.ContainerStatusRequest(
+        container_id=cid)).status.exit_code == 3, 10)
