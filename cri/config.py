@@ -43,6 +43,12 @@ class Config:
     # Images: registry mirrors/auth/insecure hosts in containerd's hosts.toml layout.
     registry_config_dir: str = "/etc/podwire/certs.d"
     image_pull_progress_timeout: float = 300.0
+    # The streaming server behind Exec/Attach/PortForward (plain HTTP; the kubelet on this node
+    # proxies to it): address and port (0 = any free port), and how long a session may sit
+    # idle in both directions before it is closed (the kubelet's default, 4 h).
+    stream_address: str = "127.0.0.1"
+    stream_port: int = 0
+    stream_idle_timeout: float = 4 * 3600.0
     # Written into the pod's /etc/hosts-less world: DNS defaults when dns_config is empty.
     default_resolv_conf: str = "/etc/resolv.conf"
     log_level: str = "info"
@@ -109,6 +115,10 @@ def from_dict(data: dict, source: str = "<dict>") -> Config:
         values[name] = _check_type(name, value, getattr(defaults, name), source)
     cfg = Config(**values)
     socket_path(cfg.listen)  # validate early
+    if not 0 <= cfg.stream_port < 65536:
+        raise ConfigError(f"{source}: stream_port {cfg.stream_port} is not a port number")
+    if cfg.stream_idle_timeout <= 0:
+        raise ConfigError(f"{source}: stream_idle_timeout must be positive")
     _check_signal(cfg.default_stop_signal, source)
     return cfg
 

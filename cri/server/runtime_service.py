@@ -5,9 +5,10 @@ import grpc
 from cri_api.v1 import api_pb2_grpc
 
 from ..errors import CriError
-from ..rpc import (container_create, container_list, container_log, container_remove, container_start,
-                   container_status, container_stop, container_update, events, exec_sync, runtime_info,
-                   sandbox_remove, sandbox_run, sandbox_status, sandbox_stop, sandbox_update, stats)
+from ..rpc import (attach, container_create, container_list, container_log, container_remove,
+                   container_start, container_status, container_stop, container_update, events, exec,
+                   exec_sync, port_forward, runtime_info, sandbox_remove, sandbox_run, sandbox_status,
+                   sandbox_stop, sandbox_update, stats)
 from . import boundary
 
 
@@ -80,15 +81,15 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def ExecSync(self, req, ctx):
         return exec_sync.exec_sync(self.svc, req)
 
-    # --- streaming: a separate issue (needs the SPDY/WebSocket streaming server) ---
+    # --- streaming: URLs on the streaming server (cri/streaming) ---
     def Exec(self, req, ctx):
-        raise _unimplemented("Exec (streaming; use ExecSync)")
+        return exec.exec_(self.svc, req)
 
     def Attach(self, req, ctx):
-        raise _unimplemented("Attach (streaming)")
+        return attach.attach(self.svc, req)
 
     def PortForward(self, req, ctx):
-        raise _unimplemented("PortForward (streaming)")
+        return port_forward.port_forward(self.svc, req)
 
     # --- stats and events ---------------------------------------------------
     def ContainerStats(self, req, ctx):

@@ -19,6 +19,7 @@ from cri_api.v1 import api_pb2_grpc
 from ..config import Config
 from ..oci.watch import ExitWatcher
 from ..rpc import container_sync
+from ..streaming.server import StreamingServer
 from . import recovery
 from .image_service import ImageService
 from .runtime_service import RuntimeService
@@ -46,6 +47,10 @@ def create_server(cfg: Config, *, images=None, runtime=None,
     api_pb2_grpc.add_ImageServiceServicer_to_server(ImageService(svc), server)
     _prepare_socket(path)
     server.add_insecure_port(f"unix:{path}")
+    # Listening from here on, like the gRPC socket: Exec's URLs must name a bound port.
+    # Stopped by svc.close(), which every user of create_server calls after server.stop().
+    svc.streaming = StreamingServer.from_config(cfg)
+    svc.streaming.start()
     return server, svc
 
 

@@ -49,6 +49,7 @@ class Services:
     runtime: Any = None       # cri.oci.runtime.ContainerRuntime
     watcher: Any = None       # cri.oci.watch.ExitWatcher: container exits -> records, events
     netpol: Optional[NetpolAgent] = None
+    streaming: Any = None     # cri.streaming.server.StreamingServer: Exec/Attach/PortForward URLs
 
     @classmethod
     def create(cls, cfg: Config, images: Optional[Any] = None, runtime: Optional[Any] = None) -> "Services":
@@ -62,9 +63,12 @@ class Services:
                    netpol=NetpolAgent(cfg.netpol_socket, cfg.netpol_timeout))
 
     def close(self) -> None:
-        """Stop background threads (the exit watcher); containers keep running."""
+        """Stop background threads (the exit watcher, the streaming server and its sessions);
+        containers keep running."""
         if self.watcher is not None:
             self.watcher.close()
+        if self.streaming is not None:
+            self.streaming.stop()
 
     def pod_containers(self, pod_id: str) -> list[ContainerRecord]:
         return [c for c in self.containers.list() if c.pod_id == pod_id]

@@ -82,7 +82,6 @@ def test_update_runtime_config_validates_and_persists(served):
 
 
 @pytest.mark.parametrize("call, req", [
-    ("Exec", api.ExecRequest()), ("Attach", api.AttachRequest()), ("PortForward", api.PortForwardRequest()),
     ("CheckpointContainer", api.CheckpointContainerRequest()),
     ("ListMetricDescriptors", api.ListMetricDescriptorsRequest()),
     ("ListPodSandboxMetrics", api.ListPodSandboxMetricsRequest()),
@@ -93,6 +92,39 @@ def test_unimplemented_rpcs_say_so(served, call, req):
         getattr(rt, call)(req)
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "not implemented by podwire-cri" in err.value.details()
+
+
+@pytest.mark.parametrize("call, req, code, words", [
+    ("Exec", api.ExecRequest(container_id="abc", cmd=["sh"]), grpc.StatusCode.INVALID_ARGUMENT,
+     "one of stdin, stdout, or stderr must be set"),
+    ("Exec", api.ExecRequest(container_id="abc", cmd=["sh"], tty=True, stdout=True, stderr=True),
+     grpc.StatusCode.INVALID_ARGUMENT, "tty and stderr cannot both be true"),
+    ("Exec", api.ExecRequest(container_id="abc", stdout=True), grpc.StatusCode.INVALID_ARGUMENT, "command"),
+    ("Exec", api.ExecRequest(container_id="abc", cmd=["sh"], stdout=True), grpc.StatusCode.NOT_FOUND, "abc"),
+    ("Attach", api.AttachRequest(container_id="abc", tty=True, stdout=True, stderr=True),
+     grpc.StatusCode.INVALID_ARGUMENT, "tty and stderr"),
+    ("Attach", api.AttachRequest(container_id="abc", stdin=True), grpc.StatusCode.NOT_FOUND, "abc"),
+    ("PortForward", api.PortForwardRequest(pod_sandbox_id="abc", port=[80]), grpc.StatusCode.NOT_FOUND, "abc"),
+])
+def test_streaming_rpcs_check_their_requests(served, call, req, code, words):
+    rt, _, _, _ = served
+    with pytest.raises(grpc.RpcError) as err:
+        getattr(rt, call)(req)
+    assert err.value.code() == code
+    assert words in err.value.details()
+
+
+def test_streaming_urls_are_bounded_like_the_kubelets(served):
+    from cri.errors import CriError
+    from cri.rpc.streaming import issue_url
+    from cri.streaming.requests import PortForwardRequest
+    _, _, _, svc = served
+    svc.streaming.tokens.max_in_flight = 2
+    urls = [issue_url(svc, PortForwardRequest("p", "", (80,))) for _ in range(2)]
+    assert all(u.startswith(svc.streaming.base_url + "/portforward/") for u in urls)
+    with pytest.raises(CriError) as err:
+        issue_url(svc, PortForwardRequest("p", "", (80,)))
+    assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 @pytest.mark.parametrize("call, req", [
