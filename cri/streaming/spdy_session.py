@@ -17,7 +17,10 @@ Shaped around the peer we meet, moby/spdystream (the kubelet's and client-go's S
 Writes are never interleaved: a frame is encoded and handed to the transport in one
 synchronous step, so the event loop cannot switch to another writer in the middle of one,
 and frames reach the wire in the order their header blocks were compressed.  Only the wait
-for the transport to drain is asynchronous.
+for the transport to drain is asynchronous.  DATA writers also take turns (one frame, one
+drain, next writer), which keeps the send buffer near one frame past the transport's
+high-water mark however many streams write: the read loop, which waits only when that
+buffer is far larger, is then never held up by our own data.
 
 Errors for the caller (writing to a reset stream, opening a stream on a closed session) are
 ConnectionError subclasses, as the transport's own drain() raises when the socket dies.
@@ -37,7 +40,8 @@ from .spdy import (CANCEL, GOAWAY_OK, GOAWAY_PROTOCOL_ERROR, HEADER_SEPARATOR,
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SpdySession", "SpdyStream", "MAX_DATA_FRAME", "STREAM_BUFFER_LIMIT"]
+__all__ = ["SpdySession", "SpdyStream", "MAX_DATA_FRAME", "MAX_PEER_STREAMS",
+           "STREAM_BUFFER_LIMIT"]
 
 # client-go and spdystream copy in 32 KiB pieces; larger frames gain nothing and make one
 # stream hog the connection between other streams' frames.
@@ -49,6 +53,9 @@ READ_SIZE = 64 << 10
 # Past this much unsent data it does wait, so a peer that floods PINGs and never reads
 # cannot grow our send buffer without bound.
 CONTROL_BACKLOG = 1 << 20
+# Streams the peer may have open at once.  client-go's port-forward opens two per
+# connection and resets both when it ends, so this is thousands of live connections.
+MAX_PEER_STREAMS = 4096
 # How long close() lets queued frames (the GOAWAY) drain before dropping the connection.
 CLOSE_TIMEOUT = 5.0
 
@@ -99,9 +106,7 @@ class SpdyStream:
         for writing: after close(), a reset either way, or the session's end."""
         view = memoryview(data)
         for start in range(0, len(view), MAX_DATA_FRAME):
-            self._check_writable()
-            self._session._send(DataFrame(self.id, bytes(view[start:start + MAX_DATA_FRAME])))
-            await self._session._drain()
+            await self._session._send_data(self, bytes(view[start:start + MAX_DATA_FRAME]))
 
     async def close(self) -> None:
         """Half-close: FIN to the peer, which may go on sending.  Idempotent, and a no-op
@@ -170,13 +175,15 @@ class SpdySession:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
                  server: bool, initial: bytes = b"",
-                 stream_buffer_limit: int = STREAM_BUFFER_LIMIT) -> None:
+                 stream_buffer_limit: int = STREAM_BUFFER_LIMIT,
+                 max_streams: int = MAX_PEER_STREAMS) -> None:
         self.server = server
         self.closed = asyncio.Event()           # set once the session has fully ended
         self._reader = reader
         self._writer = writer
         self._initial = initial
         self._limit = stream_buffer_limit
+        self._max_streams = max_streams
         self._decoder = FrameReader()
         self._encoder = FrameWriter()
         self._streams: dict[int, SpdyStream] = {}
@@ -186,7 +193,9 @@ class SpdySession:
         self._next_ping_id = 2 if server else 1
         self._pings: dict[int, asyncio.Future[None]] = {}
         self._last_peer_stream = 0
+        self._peer_streams = 0                  # how many of _streams the peer opened
         self._room = asyncio.Event()            # a consumer read, or a stream went away
+        self._data_lock = asyncio.Lock()        # see _send_data
         self._goaway_sent = False
         self._ended = False                     # no more frames are read or written
         self._shutdown_started = False
@@ -320,12 +329,20 @@ class SpdySession:
             self._send(RstStream(frame.stream_id, PROTOCOL_ERROR))
             return
         self._last_peer_stream = frame.stream_id
+        if self._peer_streams >= self._max_streams:
+            # Each open stream costs a SpdyStream and a place in the accept queue; a peer
+            # opening streams faster than they finish gets refused, not remembered.
+            log.info("SPDY peer has %d streams open; refusing stream %d",
+                     self._max_streams, frame.stream_id)
+            self._send(RstStream(frame.stream_id, REFUSED_STREAM))
+            return
         stream = SpdyStream(self, frame.stream_id, frame.headers)
         if frame.unidirectional:
             stream.local_closed = True      # we may not send on it, so no reply either
         else:
             self._send(SynReply(frame.stream_id))
         self._streams[stream.id] = stream
+        self._peer_streams += 1
         if frame.fin:
             stream._remote_fin()
         self._incoming.put_nowait(stream)
@@ -347,7 +364,9 @@ class SpdySession:
         stream = self._streams.get(frame.stream_id)
         if stream is None:
             return
-        stream.headers.update(frame.headers)
+        # More of the peer's headers: on a stream we opened, those are its reply's.
+        ours = stream._replied is not None
+        (stream.reply_headers if ours else stream.headers).update(frame.headers)
         if frame.fin:
             stream._remote_fin()
 
@@ -390,9 +409,11 @@ class SpdySession:
             self._room.clear()
             await self._room.wait()
 
+    def _is_peer_id(self, stream_id: int) -> bool:
+        return stream_id % 2 != self._next_stream_id % 2
+
     def _peer_may_open(self, stream_id: int) -> bool:
-        peer_parity = 1 if self.server else 0
-        return stream_id % 2 == peer_parity and stream_id > self._last_peer_stream
+        return self._is_peer_id(stream_id) and stream_id > self._last_peer_stream
 
     def _never_opened(self, stream_id: int) -> bool:
         if stream_id % 2 == self._next_stream_id % 2:
@@ -412,6 +433,17 @@ class SpdySession:
     async def _drain(self) -> None:
         await self._writer.drain()
 
+    async def _send_data(self, stream: SpdyStream, chunk: bytes) -> None:
+        # One writer at a time, each waiting for the drain: the send buffer then holds at
+        # most one DATA frame past the transport's high-water mark however many streams
+        # write, so it stays far below CONTROL_BACKLOG and the read loop never stalls on
+        # our own data (two sessions that both did would each wait for the other to read).
+        # The lock is FIFO, so busy streams also take turns frame by frame.
+        async with self._data_lock:
+            stream._check_writable()
+            self._send(DataFrame(stream.id, chunk))
+            await self._drain()
+
     async def _drain_backlog(self) -> None:
         transport = self._writer.transport
         if not self._ended and transport.get_write_buffer_size() > CONTROL_BACKLOG:
@@ -430,7 +462,8 @@ class SpdySession:
 
     def _forget(self, stream: SpdyStream) -> None:
         # Routing only: the caller keeps the stream object and its unread data.
-        self._streams.pop(stream.id, None)
+        if self._streams.pop(stream.id, None) is not None and self._is_peer_id(stream.id):
+            self._peer_streams -= 1
         self._room.set()
 
     def _forget_if_done(self, stream: SpdyStream) -> None:
@@ -448,6 +481,7 @@ class SpdySession:
         for stream in list(self._streams.values()):
             stream._session_ended()
         self._streams.clear()
+        self._peer_streams = 0
         for reply in self._pings.values():
             if not reply.done():
                 reply.set_exception(ConnectionResetError("SPDY session closed"))

@@ -470,3 +470,94 @@ async def test_local_reset_drops_unread_data_and_unblocks_the_read_loop():
         with pytest.raises(ConnectionResetError):
             await asyncio.wait_for(sender, 10)
         assert await client.ping(timeout=5) >= 0
+
+
+# ---------------------------------------------------------------- limits
+
+
+@async_test
+async def test_many_writers_keep_the_send_buffer_near_one_frame():
+    # Unserialised, each blocked writer would add its 32 KiB frame the moment the
+    # transport resumes: 40 of them is 1.25 MiB queued, past the point where the read
+    # loop itself waits for the peer to read.
+    async with raw_pair() as (peer, server, _):
+        peer.send(*(SynStream(i, {}) for i in range(1, 81, 2)))
+        streams = [await server.accept_stream(timeout=5) for _ in range(40)]
+        transport = server._writer.transport
+        high_water = 0
+        send = server._send
+
+        def recording_send(frame) -> None:
+            nonlocal high_water
+            send(frame)
+            high_water = max(high_water, transport.get_write_buffer_size())
+
+        server._send = recording_send
+        writers = asyncio.gather(*(s.write(b"w" * (256 << 10)) for s in streams))
+        await asyncio.sleep(0.3)        # the peer reads nothing yet: the buffers fill
+        assert not writers.done()
+        received = 0
+        while received < 40 * (256 << 10):
+            frame = await peer.next_frame()
+            if isinstance(frame, DataFrame):
+                received += len(frame.data)
+        await writers
+        limit = transport.get_write_buffer_limits()[1]
+        assert high_water <= limit + MAX_DATA_FRAME + 1024
+
+
+@async_test
+async def test_many_streams_both_ways_at_once_complete():
+    # 80 writers a side, both sides at once.  Unserialised, each side's send buffer grew
+    # past CONTROL_BACKLOG, both read loops stopped to wait for the other to read, and
+    # this hung every time.
+    streams = 80
+    payload = os.urandom(512 << 10)
+    async with session_pair() as (client, server):
+        opened = [await client.open_stream({"n": str(i)}) for i in range(streams)]
+        accepted = [await server.accept_stream(timeout=5) for _ in range(streams)]
+
+        async def send_and_close(stream):
+            await stream.write(payload)
+            await stream.close()
+
+        results = await asyncio.wait_for(asyncio.gather(
+            *(send_and_close(s) for s in opened + accepted),
+            *(read_all(s) for s in opened + accepted)), 20)
+        digest = hashlib.sha256(payload).digest()
+        received = results[2 * streams:]
+        assert [hashlib.sha256(r).digest() for r in received] == [digest] * 2 * streams
+
+
+@async_test
+async def test_streams_past_the_cap_are_refused_until_one_ends():
+    async with raw_pair(max_streams=2) as (peer, server, _):
+        peer.send(SynStream(1, {}), SynStream(3, {}), SynStream(5, {}))
+        assert await peer.next_frame() == SynReply(1, {})
+        assert await peer.next_frame() == SynReply(3, {})
+        assert await peer.next_frame() == RstStream(5, spdy.REFUSED_STREAM)
+        first = await server.accept_stream(timeout=5)
+        assert first.id == 1
+        peer.send(RstStream(1, spdy.CANCEL), SynStream(7, {}))
+        assert await peer.next_frame() == SynReply(7, {})
+        assert [(await server.accept_stream(timeout=1)).id for _ in range(2)] == [3, 7]
+        # A stream finished both ways also frees its place.
+        peer.send(DataFrame(3, b"", fin=True), SynStream(9, {}))
+        assert await peer.next_frame() == RstStream(9, spdy.REFUSED_STREAM)
+        await server._streams[3].close()
+        peer.send(SynStream(11, {}))
+        frames = [await peer.next_frame() for _ in range(2)]
+        assert frames == [DataFrame(3, b"", fin=True), SynReply(11, {})]
+
+
+@async_test
+async def test_headers_frame_on_our_stream_extends_the_reply():
+    async with raw_pair() as (peer, server, _):
+        opening = asyncio.ensure_future(server.open_stream({"streamtype": "push"}))
+        syn = await peer.next_frame()
+        peer.send(SynReply(syn.stream_id, {"a": "1"}))
+        stream = await opening
+        peer.send(spdy.Headers(syn.stream_id, {"b": "2"}), Ping(1))
+        assert await peer.next_frame() == Ping(1)
+        assert stream.reply_headers == {"a": "1", "b": "2"}
+        assert stream.headers == {"streamtype": "push"}
