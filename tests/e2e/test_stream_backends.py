@@ -320,8 +320,10 @@ def test_attach_stdin_once(shim, pod, test_images):
 
     run(session())
     assert io.stdout.closed and io.stderr.closed and bytes(io.stderr.data) == b""
-    st = shim.rt.ContainerStatus(api.ContainerStatusRequest(container_id=cid)).status
-    assert st.state == api.CONTAINER_EXITED and st.exit_code == 0
+    # conmon closes the socket as the container exits; the exit record follows shortly.
+    status = lambda: shim.rt.ContainerStatus(api.ContainerStatusRequest(container_id=cid)).status  # noqa: E731
+    assert h.wait_for(lambda: status().state == api.CONTAINER_EXITED, 10), status()
+    assert status().exit_code == 0
 
 
 def test_attach_stdin_stays_open_without_stdin_once(shim, pod, test_images):
