@@ -35,6 +35,7 @@ from cri.streaming.requests import ExecRequest
 DRAIN_QUIET = 0.2     # after the exit: stop reading a stream this long silent (pty data is
                       # pushed to the master by a kernel worker, so it can lag the write a bit)
 DRAIN_LIMIT = 2.0     # after the exit: stop reading altogether (a background child still writing)
+REAP_GRACE = 2.0      # cancelled: for runc to reap the killed process and exit by itself
 PID_FILE = "pid"
 PROCESS_JSON = "process.json"
 
@@ -251,7 +252,11 @@ async def _kill(proc: asyncio.subprocess.Process, pid_file: str) -> None:
 
     runc is stopped first so that it starts nothing more; its children (the process, which
     runc's nsexec clones with CLONE_PARENT, or a `runc init` still setting up) cannot exit and
-    be replaced by another pid while runc, their parent, is alive and unreaped."""
+    be replaced by another pid while runc, their parent, is alive and unreaped.
+
+    Then runc is let go on to reap them and exit by itself.  Killing runc at once would orphan
+    the dead process to the container's PID 1, and a PID 1 that never waits (`sleep`, most
+    apps) would keep it as a zombie for the container's life."""
     if proc.returncode is not None:
         return
     with contextlib.suppress(ProcessLookupError):
@@ -260,8 +265,13 @@ async def _kill(proc: asyncio.subprocess.Process, pid_file: str) -> None:
         for pid in victims - {0}:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        os.kill(proc.pid, signal.SIGKILL)
-    await proc.wait()
+        os.kill(proc.pid, signal.SIGCONT)
+    try:
+        await asyncio.wait_for(asyncio.shield(proc.wait()), REAP_GRACE)
+    except asyncio.TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        await proc.wait()
 
 
 def _children(pid: int) -> list[int]:

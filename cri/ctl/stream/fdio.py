@@ -47,8 +47,8 @@ async def write(fd: int, data: bytes) -> None:
 class Signals:
     """While active, STOP_SIGNALS cancel ``task``; ``received`` says which one came."""
 
-    def __init__(self, task: asyncio.Task) -> None:
-        self.task, self.received = task, 0
+    def __init__(self, task: asyncio.Task, signals: tuple[int, ...] = STOP_SIGNALS) -> None:
+        self.task, self.received, self.signals = task, 0, signals
 
     def _stop(self, signum: int) -> None:
         self.received = signum
@@ -56,11 +56,11 @@ class Signals:
 
     def __enter__(self) -> "Signals":
         loop = asyncio.get_running_loop()
-        for sig in STOP_SIGNALS:
+        for sig in self.signals:
             loop.add_signal_handler(sig, self._stop, sig)
         return self
 
     def __exit__(self, *exc) -> None:
         loop = asyncio.get_running_loop()
-        for sig in STOP_SIGNALS:
+        for sig in self.signals:
             loop.remove_signal_handler(sig)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import signal
 import sys
 from dataclasses import dataclass
 
@@ -148,7 +149,8 @@ async def run(url: str, specs: list[PortSpec], out=sys.stdout, err=sys.stderr) -
     session = SpdySession(up.reader, up.writer, server=False, initial=up.initial)
     reading = asyncio.create_task(session.run())
     forwarder = Forwarder(session, out, err)
-    signals = fdio.Signals(asyncio.current_task())
+    # Ctrl-C is how a forward is meant to end (kubectl and crictl exit 0 on it).
+    signals = fdio.Signals(asyncio.current_task(), fdio.STOP_SIGNALS + (signal.SIGINT,))
     try:
         with signals:
             for spec in specs:
