@@ -217,7 +217,7 @@ def test_runtime_info(shim):
     shim.rt.UpdateRuntimeConfig(req)
     assert shim.rt.Status(api.StatusRequest(verbose=True)).info["podCIDR"] == "10.244.0.0/24"
     with pytest.raises(grpc.RpcError) as err:
-        shim.rt.Exec(api.ExecRequest(container_id="x", cmd=["sh"]))
+        shim.rt.CheckpointContainer(api.CheckpointContainerRequest(container_id="x"))
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 

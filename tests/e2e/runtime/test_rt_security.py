@@ -146,7 +146,9 @@ def test_namespaces_hostname_and_sysctls(env, netns, tmp_path):
     try:
         pod_cfg = api_pb2.PodSandboxConfig(hostname="pod-host")
         pod_cfg.linux.sysctls["kernel.shm_rmid_forced"] = "1"
-        pod = env.pod(config=pod_cfg, netns_path=netns, ipc_ns_path=str(ipc_pin))
+        # The IPC half of the pod's sysctls, as CreateContainer passes it (sysctl.split).
+        pod = env.pod(config=pod_cfg, netns_path=netns, ipc_ns_path=str(ipc_pin),
+                      sysctls={"kernel.shm_rmid_forced": "1"})
         linux = api_pb2.LinuxContainerConfig()
         linux.security_context.namespace_options.pid = NS.Value("CONTAINER")
         out = env.output(["sh", "-c", "hostname; echo $$; cat /proc/sys/kernel/shm_rmid_forced;"
