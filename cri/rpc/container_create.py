@@ -108,7 +108,7 @@ def _build(svc, pod: PodRecord, config: api.ContainerConfig) -> ContainerRecord:
             os.makedirs(os.path.dirname(path), exist_ok=True)
         pid = svc.runtime.create(ctr_id, spec, path, CREATE_TIMEOUT, stdin=config.stdin,
                                  stdin_once=config.stdin_once)
-        _register_ports(svc, pod, ctr_id, config)   # before StartContainer can run it
+        _register_ports(svc, pod, ctr_id, config, undo)   # before StartContainer can run it
         user = spec["process"]["user"]
         rec = svc.containers.put(container_sync.with_state(svc, rec, pid=pid, user={
             "uid": user.get("uid", 0), "gid": user.get("gid", 0),
@@ -117,13 +117,20 @@ def _build(svc, pod: PodRecord, config: api.ContainerConfig) -> ContainerRecord:
     return rec
 
 
-def _register_ports(svc, pod: PodRecord, ctr_id: str, config: api.ContainerConfig) -> None:
+def _register_ports(svc, pod: PodRecord, ctr_id: str, config: api.ContainerConfig,
+                    undo: contextlib.ExitStack) -> None:
     """The container's named ports, merged with the pod's other containers', to the netpol
-    agent (named ports in policies resolve per pod); a failure fails CreateContainer."""
+    agent (named ports in policies resolve per pod); a failure fails CreateContainer.  Undone
+    by sending the pod's ports as they were without this container."""
     if pod.host_network or not netpol.named_ports([config]):
         return
-    configs = [c.config for c in svc.pod_containers(pod.id) if c.id != ctr_id] + [config]
-    svc.netpol.set_ports(pod.config, netpol.named_ports(configs))
+    svc.netpol.set_ports(pod.config, netpol.named_ports(other_containers(svc, pod.id, ctr_id) + [config]))
+    undo.callback(_best_effort, svc.netpol.set_ports, pod.config,
+                  netpol.named_ports(other_containers(svc, pod.id, ctr_id)))
+
+
+def other_containers(svc, pod_id: str, ctr_id: str) -> list[api.ContainerConfig]:
+    return [c.config for c in svc.pod_containers(pod_id) if c.id != ctr_id]
 
 
 def pod_context(svc, pod: PodRecord) -> oci_spec.PodContext:

@@ -5,7 +5,11 @@ import logging
 
 from cri_api.v1 import api_pb2 as api
 
+from .. import errors
+from ..sandbox import netpol
+from ..store.records import POD_READY
 from . import events
+from .container_create import other_containers
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +21,22 @@ def remove_container(svc, req: api.RemoveContainerRequest) -> api.RemoveContaine
     ctr = svc.containers.find(req.container_id)
     if ctr is not None:
         remove(svc, ctr)
+        _withdraw_ports(svc, ctr)
     return api.RemoveContainerResponse()
+
+
+def _withdraw_ports(svc, ctr) -> None:
+    """A removed container's named ports stop resolving in policies: the pod's ports are sent
+    again without them.  Only for a ready pod (a pod being removed is unregistered whole, and
+    sending would bring its endpoint back), and best effort: an agent that is down must not
+    make RemoveContainer fail (it reads the ports afresh when the pod is registered again)."""
+    pod = svc.pods.get(ctr.pod_id)
+    if pod is None or pod.state != POD_READY or pod.host_network or not netpol.named_ports([ctr.config]):
+        return
+    try:
+        svc.netpol.set_ports(pod.config, netpol.named_ports(other_containers(svc, pod.id, ctr.id)))
+    except errors.CriError as exc:
+        log.warning("container %s: named ports not withdrawn from the netpol agent: %s", ctr.id[:12], exc)
 
 
 def remove(svc, ctr) -> None:

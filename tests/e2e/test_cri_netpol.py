@@ -179,3 +179,44 @@ def test_unreachable_agent_fails_run_with_unavailable_and_leaves_nothing(shim_fa
         shim.rt.StopPodSandbox(api.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
     finally:
         sock.close()
+
+
+def test_named_ports_follow_container_create_failures_and_removals(netpol_shim, agent, test_images,
+                                                                     monkeypatch):
+    """A CreateContainer that fails after registering its named ports takes them back; a removed
+    container's ports stop resolving."""
+    from cri.rpc import container_sync
+    cfg = h.pod_config(labels={"app": "web", **KUBELET_LABELS})
+    pod_id = _run(netpol_shim, cfg)
+    key = f"e2e/{cfg.metadata.name}"
+    image = netpol_shim.img.PullImage(api.PullImageRequest(image=api.ImageSpec(image=test_images.busybox)),
+                                      timeout=120).image_ref
+
+    def create(name: str, port_name: str, port: int) -> str:
+        ctr = api.ContainerConfig(metadata=api.ContainerMetadata(name=name), image=api.ImageSpec(image=image),
+                                  command=["sleep", "60"])
+        ctr.annotations["io.kubernetes.container.ports"] = json.dumps(
+            [{"name": port_name, "containerPort": port, "protocol": "TCP"}])
+        return netpol_shim.rt.CreateContainer(api.CreateContainerRequest(
+            pod_sandbox_id=pod_id, config=ctr, sandbox_config=cfg), timeout=60).container_id
+
+    def ports() -> set:
+        return {(p.name, p.port) for p in agent.core.endpoint(key).pod.ports}
+
+    create("a", "http", 80)
+    b = create("b", "dns", 53)
+    assert ports() == {("http", 80), ("dns", 53)}
+
+    def fail(*args, **kw):
+        raise RuntimeError("injected after the ports were registered")
+    with monkeypatch.context() as m:
+        m.setattr(container_sync, "with_state", fail)
+        with pytest.raises(grpc.RpcError):
+            create("c", "metrics", 9090)
+    assert ports() == {("http", 80), ("dns", 53)}
+
+    netpol_shim.rt.RemoveContainer(api.RemoveContainerRequest(container_id=b), timeout=60)
+    assert ports() == {("http", 80)}
+    netpol_shim.rt.StopPodSandbox(api.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    netpol_shim.rt.RemovePodSandbox(api.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert agent.core.endpoints() == []
