@@ -17,9 +17,10 @@ import threading
 import time
 from typing import Optional
 
+import grpc
 from cri_api.v1 import api_pb2 as api
 
-from cni.errors import CniError
+from cni.errors import CniError, Code
 from cni.libcni import CNIConfig, NetworkConfigList, RuntimeConf, conflist_from_bytes
 from cni.libcni import cache as cni_cache
 from cni.libcni import load_default_network, load_network
@@ -84,7 +85,7 @@ class PodNetwork:
             # A list can fail halfway (plugin 1 allocated an IP, plugin 2 failed) and
             # libcni does not undo: the spec has the runtime call DEL before giving up.
             self._del_after_failed_add(netlist, rt)
-            raise errors.internal(f"CNI ADD on network {netlist.name!r} failed: {_describe(err)}") from None
+            raise cri_error(err, f"CNI ADD on network {netlist.name!r} failed") from None
         return netlist.name, pod_ips(result)
 
     def teardown(self, pod_id: str, netns: str, config: api.PodSandboxConfig, network: str) -> None:
@@ -98,7 +99,7 @@ class PodNetwork:
         try:
             self.cni.del_network_list(netlist, rt)
         except CniError as err:
-            raise errors.internal(f"CNI DEL on network {netlist.name!r} failed: {_describe(err)}") from None
+            raise cri_error(err, f"CNI DEL on network {netlist.name!r} failed") from None
 
     def _del_after_failed_add(self, netlist: NetworkConfigList, rt: RuntimeConf) -> None:
         try:
@@ -164,6 +165,25 @@ def pod_ips(result: dict) -> list[str]:
             continue
         ips.append(str(ipaddress.ip_interface(ip["address"]).ip))
     return sorted(ips, key=lambda a: ipaddress.ip_address(a).version)
+
+
+# CNI error codes that say more than "internal" (CNI SPEC.md "Error"): a plugin that asks to be
+# retried is UNAVAILABLE (the kubelet retries anyway, and operators see a transient state); a
+# configuration the plugin cannot use is INVALID_ARGUMENT, naming the network config.  The rest
+# (I/O, netns, plugin-specific codes, 999) stay INTERNAL.
+_CRI_CODES = {
+    Code.TRY_AGAIN_LATER: grpc.StatusCode.UNAVAILABLE,
+    Code.INCOMPATIBLE_VERSION: grpc.StatusCode.INVALID_ARGUMENT,
+    Code.UNSUPPORTED_FIELD: grpc.StatusCode.INVALID_ARGUMENT,
+    Code.DECODING_FAILURE: grpc.StatusCode.INVALID_ARGUMENT,
+    Code.INVALID_CONFIG: grpc.StatusCode.INVALID_ARGUMENT,
+}
+
+
+def cri_error(err: CniError, what: str) -> errors.CriError:
+    """A plugin's CNI error in the CRI's vocabulary, keeping the CNI code in the message."""
+    code = _CRI_CODES.get(err.code, grpc.StatusCode.INTERNAL)
+    return errors.CriError(code, f"{what}: {_describe(err)} (CNI error code {err.code})")
 
 
 def _describe(err: CniError) -> str:

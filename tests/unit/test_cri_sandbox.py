@@ -98,3 +98,19 @@ def test_empty_dns_entries_are_dropped_and_line_breaks_refused(tmp_path):
     with pytest.raises(CriError) as err:
         files.resolv_conf(api.DNSConfig(options=["ndots:5\rsearch evil"]), "/nonexistent")
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and "one line" in err.value.message
+
+
+@pytest.mark.parametrize("code, status", [
+    (11, grpc.StatusCode.UNAVAILABLE),          # try again later
+    (7, grpc.StatusCode.INVALID_ARGUMENT),      # invalid network config
+    (1, grpc.StatusCode.INVALID_ARGUMENT),      # incompatible version
+    (5, grpc.StatusCode.INTERNAL),              # I/O failure
+    (999, grpc.StatusCode.INTERNAL),
+    (120, grpc.StatusCode.INTERNAL),            # plugin-specific
+])
+def test_cni_error_codes_in_the_cris_words(code, status):
+    from cni.errors import CniError
+    from cri.sandbox.network import cri_error
+    err = cri_error(CniError(code, "plugin says no", "because"), "CNI ADD on network 'n' failed")
+    assert err.code == status
+    assert "plugin says no" in err.message and f"CNI error code {code}" in err.message
