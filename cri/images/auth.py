@@ -32,10 +32,11 @@ MAX_TOKEN_RESPONSE = 1 << 20    # a token response is a few KiB of JSON
 
 @dataclasses.dataclass(frozen=True)
 class Credentials:
+    # The secrets stay out of repr(): a record in a log line or a traceback must not leak them.
     username: str = ""
-    password: str = ""
-    identity_token: str = ""    # docker login's refresh token ("identitytoken")
-    registry_token: str = ""    # a bearer token to send as is
+    password: str = dataclasses.field(default="", repr=False)
+    identity_token: str = dataclasses.field(default="", repr=False)   # docker login's refresh token
+    registry_token: str = dataclasses.field(default="", repr=False)   # a bearer token sent as is
 
     @classmethod
     def from_auth_config(cls, auth) -> Optional["Credentials"]:

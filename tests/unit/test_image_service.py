@@ -314,3 +314,11 @@ def test_a_containers_volume_holds_are_released_with_it(registry, service):
     assert all(os.path.isdir(d) for d in other_dirs)
     service.release("ctr-10")
     assert not any(os.path.exists(d) for d in other_dirs)
+
+
+def test_credentials_keep_their_secrets_out_of_repr():
+    from cri.images.auth import Credentials
+    creds = Credentials("alice", "s3cret-pw", "refresh-tok", "bearer-tok")
+    text = repr(creds) + str(creds)
+    assert "alice" in text
+    assert not any(secret in text for secret in ("s3cret-pw", "refresh-tok", "bearer-tok"))
