@@ -13,6 +13,7 @@ from cri_api.v1 import api_pb2 as api
 from google.protobuf import json_format
 
 from .. import errors
+from ..monitor import logfile
 from ..oci import signals, spec as oci_spec
 from ..oci.namespaces import TARGET
 from ..sandbox import files, netpol, sysctl
@@ -105,7 +106,10 @@ def _build(svc, pod: PodRecord, config: api.ContainerConfig) -> ContainerRecord:
                                    else OOM_SCORE_ADJ_MIN,
                                    image_sources=volume_sources)
         if path:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            path, created = logfile.prepare(pod.config.log_directory, os.path.relpath(
+                path, pod.config.log_directory))
+            if created:
+                undo.callback(_best_effort, os.unlink, path)
         pid = svc.runtime.create(ctr_id, spec, path, CREATE_TIMEOUT, stdin=config.stdin,
                                  stdin_once=config.stdin_once)
         _register_ports(svc, pod, ctr_id, config, undo)   # before StartContainer can run it

@@ -281,3 +281,25 @@ def test_relaxed_shapes_containerd_accepts(shim, busybox, tmp_path):
     finally:
         shim.rt.StopPodSandbox(api.StopPodSandboxRequest(pod_sandbox_id=pod_id))
         shim.rt.RemovePodSandbox(api.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+
+
+def test_a_symlink_in_the_log_directory_is_refused_and_nothing_written_outside(shim, busybox, tmp_path):
+    """conmon (root) would follow it: <pod logs>/c -> elsewhere must not become a log file there."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    pod_cfg = _pod()
+    pod_cfg.log_directory = str(tmp_path / "logs")
+    os.makedirs(pod_cfg.log_directory)
+    os.symlink(outside, os.path.join(pod_cfg.log_directory, "c"))
+    pod_id = shim.rt.RunPodSandbox(api.RunPodSandboxRequest(config=pod_cfg), timeout=120).pod_sandbox_id
+    try:
+        ctr = _container(busybox)
+        ctr.log_path = "c/0.log"
+        with pytest.raises(grpc.RpcError) as err:
+            shim.rt.CreateContainer(api.CreateContainerRequest(pod_sandbox_id=pod_id, config=ctr), timeout=120)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "symlink" in err.value.details()
+        assert list(outside.iterdir()) == []
+        assert shim.rt.ListContainers(api.ListContainersRequest()).containers == []
+    finally:
+        shim.rt.StopPodSandbox(api.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+        shim.rt.RemovePodSandbox(api.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
