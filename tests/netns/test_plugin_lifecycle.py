@@ -33,8 +33,9 @@ def test_add_check_del_every_version(network, netns, cni_version):
     assert code == 0, result
     assert result["cniVersion"] == cni_version
     ips = _pod_ips(result)
-    assert len(ips) == 1 and ipaddress.ip_interface(ips[0]) in ipaddress.ip_network(network.subnet4).hosts() or \
-        ipaddress.ip_interface(ips[0]).ip in ipaddress.ip_network(network.subnet4)
+    assert len(ips) == 1
+    addr, subnet = ipaddress.ip_interface(ips[0]).ip, ipaddress.ip_network(network.subnet4)
+    assert addr in subnet and addr not in (subnet.network_address, subnet.broadcast_address)
     assert ips[0] in _addresses_in(netns)
     assert list(network.leases().values()) == ["c1\r\neth0"]
     if cni_version >= "0.4.0":

@@ -5,6 +5,7 @@ import ctypes
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -58,7 +59,14 @@ def test_without_a_trim_the_freed_heap_stays():
 
 
 def test_stop_ends_the_thread():
+    """Setting the event ends the trimmer's thread (it must not outlive a stopped shim)."""
+    before = set(threading.enumerate())
     stop = start_trimmer(interval=0.01)
     if stop is None:
         pytest.skip("not glibc")
+    trimmers = [t for t in threading.enumerate() if t.name == "heap-trim" and t not in before]
+    assert len(trimmers) == 1 and trimmers[0].is_alive()
     stop.set()
+    for t in trimmers:
+        t.join(2)
+    assert not any(t.is_alive() for t in trimmers)
