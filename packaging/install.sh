@@ -25,6 +25,8 @@ install)
     --code-dir "${site#"$DESTDIR"}"
   install -d "$DESTDIR$PREFIX/bin" "$DESTDIR$UNIT_DIR"
   for cmd in "${COMMANDS[@]}"; do ln -sfn "$LIBDIR/venv/bin/$cmd" "$DESTDIR$PREFIX/bin/$cmd"; done
+  # Where the units' Documentation= points.
+  install -D -m 0644 README.md "$DESTDIR$PREFIX/share/doc/podwire/README.md"
   for unit in "${UNITS[@]}"; do
     sed "s|@PREFIX@|$PREFIX|g" "packaging/systemd/$unit" > "$DESTDIR$UNIT_DIR/$unit"
     chmod 0644 "$DESTDIR$UNIT_DIR/$unit"
@@ -56,6 +58,7 @@ uninstall)
   if [ -z "$DESTDIR" ] && [ -x "$VENV/bin/podwire-netpol" ]; then "$VENV/bin/podwire-netpol" teardown || true; fi
   for unit in "${UNITS[@]}"; do rm -f "$DESTDIR$UNIT_DIR/$unit"; done
   for cmd in "${COMMANDS[@]}"; do rm -f "$DESTDIR$PREFIX/bin/$cmd"; done
+  rm -rf "$DESTDIR$PREFIX/share/doc/podwire"
   if systemd_running; then systemctl daemon-reload; fi
   rm -f "$DESTDIR$CNI_BIN_DIR/podwire" "$DESTDIR$CNI_BIN_DIR/podwire-ipam"
   # The conflist is removed only if it is still ours, unchanged.
