@@ -2,7 +2,7 @@
 
 This is the oracle the compiler and the datapath are tested against, written
 for obviousness rather than speed; it follows networking/v1/types.go and the
-documented semantics (see ../shared/reference/netpol.md, section 1):
+documented semantics (the NetworkPolicy API reference):
 
 - a pod is isolated for a direction iff a policy selecting it lists that direction;
 - allowed traffic is the union of the rules of all selecting policies;

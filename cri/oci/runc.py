@@ -1,7 +1,7 @@
 """A thin wrapper of the runc CLI.  Every failure is a CriError carrying runc's stderr.
 
-Container creation is not here: the monitor runs `runc create` itself (cri/monitor/create.py)
-so that it, not the shim, holds the container's stdio."""
+Container creation is not here: the monitor, conmon, runs `runc create` itself
+(cri/monitor/conmon.py) so that it, not the shim, holds the container's stdio."""
 from __future__ import annotations
 
 import json

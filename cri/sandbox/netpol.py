@@ -1,7 +1,7 @@
 """Pods -> the podwire NetworkPolicy agent, when one runs on this node.
 
 Speaks the agent's gRPC API (proto/netpol.proto) through the generated stubs;
-cri/ imports nothing from netpol/ (design.md, layering).
+cri/ imports nothing from netpol/ (layering: the two share only proto/).
 
 * No socket file (or ``netpol_socket = ""``): no agent on this node; nothing to do.
 * RunPodSandbox registers the pod's identity (namespace, name, labels) *before*

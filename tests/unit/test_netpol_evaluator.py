@@ -1,4 +1,4 @@
-"""The reference evaluator, rule by rule (networking/v1 semantics; reference/netpol.md section 1)."""
+"""The reference evaluator, rule by rule (networking/v1 semantics, as the API reference documents them)."""
 from __future__ import annotations
 
 import pytest
