@@ -1,11 +1,10 @@
 """The CNI hook socket: pod registration for the `podwire` CNI plugin, standard library only.
 
-The plugin's executable must start with the standard library alone (no grpc,
-no protobuf: importing them would add tens of milliseconds to every CNI call), so it cannot
-speak gRPC.  It talks
-this one-line JSON protocol instead, on a second unix socket next to the gRPC
-one; both go through the same Agent methods.  The client is
-cni/plugin/netpol.py, which must be kept in sync with this module.
+The plugin's executable must start with the standard library alone (no grpc, no protobuf:
+importing them would add tens of milliseconds to every CNI call), so it cannot speak gRPC.
+It talks this one-line JSON protocol instead, on a second unix socket next to the gRPC one;
+both go through the same Agent methods.  The client is cni/plugin/netpol.py, which must be
+kept in sync with this module.
 
     -> {"op": "add", "namespace": "x", "name": "a", "containerID": "...",
         "interface": "pw0123456789ab", "ips": ["10.85.0.5/24", ...]}
