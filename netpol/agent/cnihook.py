@@ -28,6 +28,7 @@ from ..errors import InvalidArgument, NetpolError
 from ..model import Pod
 from .core import Agent
 from .server import status_of
+from .sockets import bind_private
 
 log = logging.getLogger("podwire.netpol")
 MAX_REQUEST = 64 * 1024
@@ -69,12 +70,7 @@ class CniHookServer:
         self.path = path
         if os.path.exists(path):
             os.unlink(path)  # only one agent per node; serve.py checked the gRPC socket first
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        old = os.umask(0o077)
-        try:
-            self._server = _Server(path, _Handler)
-        finally:
-            os.umask(old)
+        self._server = bind_private(path, lambda staged: _Server(staged, _Handler))
         self._server.agent = agent
         self._thread = threading.Thread(target=self._server.serve_forever, name="netpol-cni-hook", daemon=True)
 

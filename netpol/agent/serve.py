@@ -13,7 +13,8 @@ import threading
 
 from .cnihook import CniHookServer
 from .core import Agent
-from .server import create_server
+from .server import create_server, remove_stale_socket
+from .sockets import bind_private
 from .store import Store
 
 log = logging.getLogger("podwire.netpol")
@@ -27,13 +28,9 @@ def serve(opts) -> int:
                         format="%(asctime)s netpol %(levelname)s %(message)s")
     agent = Agent(KernelDatapath(opts.pin_dir), Store(opts.state_dir))
     agent.start()
-    os.makedirs(os.path.dirname(opts.socket), exist_ok=True)
-    old = os.umask(0o077)  # the socket is root's only
-    try:
-        server, _ = create_server(agent, f"unix:{opts.socket}")
-        server.start()
-    finally:
-        os.umask(old)
+    remove_stale_socket(opts.socket)
+    server, _ = bind_private(opts.socket, lambda staged: create_server(agent, f"unix:{staged}"))
+    server.start()
     hook = CniHookServer(agent, opts.cni_socket).start()
     sources = _start_sources(agent, opts)
     stop = threading.Event()

@@ -138,7 +138,7 @@ def create_server(agent: Agent, address: str, max_workers: int = 16) -> tuple[gr
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="netpol-rpc"))
     pb_grpc.add_NetpolAgentServicer_to_server(NetpolServicer(agent), server)
     if address.startswith("unix:"):
-        _remove_stale_socket(unix_path(address))
+        remove_stale_socket(unix_path(address))
     port = server.add_insecure_port(address)
     return server, port
 
@@ -148,7 +148,7 @@ def unix_path(address: str) -> str:
     return "/" + address[len("unix:"):].lstrip("/")
 
 
-def _remove_stale_socket(path: str) -> None:
+def remove_stale_socket(path: str) -> None:
     """A socket file nobody listens on is a leftover of a crash; one in use is another agent."""
     if not os.path.exists(path):
         return

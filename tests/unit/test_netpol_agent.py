@@ -180,3 +180,32 @@ def test_stats_name_endpoints_and_policies():
     stats = agent.stats()
     assert [e[0] for e in stats.endpoints] == sorted(KEYS)
     assert stats.policies[0][0] == "x/same-ns" and stats.policies[0][2] == stats.policy_entries > 0
+
+
+def test_sockets_are_roots_only_whatever_the_umask(tmp_path):
+    """Bound in a private directory and renamed into place: 0600 even with umask 0, and the
+    process umask is never changed (other threads create files meanwhile)."""
+    import os
+    import socket
+
+    from netpol.agent.cnihook import CniHookServer
+    from netpol.agent.core import Agent as Core
+    from netpol.agent.store import Store
+    from netpol.datapath.fake import FakeDatapath
+
+    old = os.umask(0)
+    try:
+        hook = CniHookServer(Core(FakeDatapath(), Store(None)), str(tmp_path / "run" / "hook.sock")).start()
+        assert os.umask(0) == 0                          # untouched by the bind
+    finally:
+        os.umask(old)
+    try:
+        path = tmp_path / "run" / "hook.sock"
+        assert oct(path.stat().st_mode & 0o777) == oct(0o600)
+        assert [p.name for p in (tmp_path / "run").iterdir()] == ["hook.sock"]   # no staging left
+        with socket.socket(socket.AF_UNIX) as c:
+            c.connect(str(path))
+            c.sendall(b'{"op": "nope"}\n')
+            assert b"INVALID_ARGUMENT" in c.makefile("rb").readline()
+    finally:
+        hook.stop()
