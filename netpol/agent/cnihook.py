@@ -32,6 +32,12 @@ from .sockets import bind_private
 
 log = logging.getLogger("podwire.netpol")
 MAX_REQUEST = 64 * 1024
+# A connection is one request and one reply; a client that stalls past this is dropped so that
+# it cannot hold a thread.  Each plugin call waits on the agent for at most a few ms.
+REQUEST_TIMEOUT = 10.0
+# Concurrent connections served; more are answered UNAVAILABLE at once (the plugin then fails
+# the ADD, and the runtime retries) rather than each taking a thread.
+MAX_CONNECTIONS = 64
 
 
 def handle(agent: Agent, request: dict) -> dict:
@@ -48,12 +54,17 @@ def handle(agent: Agent, request: dict) -> dict:
 
 
 class _Handler(socketserver.StreamRequestHandler):
+    timeout = REQUEST_TIMEOUT
+
     def handle(self) -> None:
         try:
             line = self.rfile.readline(MAX_REQUEST)
             reply = handle(self.server.agent, json.loads(line))
         except (ValueError, AttributeError) as exc:  # not JSON, or not an object
             reply = {"ok": False, "code": "INVALID_ARGUMENT", "error": f"bad request: {exc}"}
+        except TimeoutError:
+            log.info("CNI hook: a client sent no request within %ss; dropped", REQUEST_TIMEOUT)
+            return
         except Exception as exc:  # noqa: BLE001 - the boundary of this protocol
             if not isinstance(exc, NetpolError):
                 log.exception("CNI hook request failed")
@@ -63,6 +74,28 @@ class _Handler(socketserver.StreamRequestHandler):
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.sendall(json.dumps({"ok": False, "code": "UNAVAILABLE",
+                                            "error": "the agent is serving too many CNI calls"}).encode() + b"\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class CniHookServer:

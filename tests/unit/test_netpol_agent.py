@@ -209,3 +209,41 @@ def test_sockets_are_roots_only_whatever_the_umask(tmp_path):
             assert b"INVALID_ARGUMENT" in c.makefile("rb").readline()
     finally:
         hook.stop()
+
+
+def test_cni_hook_drops_stalled_clients_and_caps_connections(tmp_path, monkeypatch):
+    """A client that never sends is dropped after the timeout; past the cap a connection is
+    answered UNAVAILABLE at once instead of taking a thread."""
+    import socket
+    import time
+
+    from netpol.agent import cnihook
+    from netpol.agent.core import Agent as Core
+    from netpol.agent.store import Store
+    from netpol.datapath.fake import FakeDatapath
+
+    monkeypatch.setattr(cnihook, "MAX_CONNECTIONS", 2)
+    monkeypatch.setattr(cnihook._Handler, "timeout", 0.5)
+    path = str(tmp_path / "hook.sock")
+    hook = cnihook.CniHookServer(Core(FakeDatapath(), Store(None)), path).start()
+    stalled = [socket.socket(socket.AF_UNIX) for _ in range(2)]
+    try:
+        for s in stalled:
+            s.connect(path)
+        time.sleep(0.1)
+        with socket.socket(socket.AF_UNIX) as extra:
+            extra.connect(path)
+            extra.settimeout(2)
+            assert b"UNAVAILABLE" in extra.makefile("rb").readline()
+        for s in stalled:                   # dropped by the server after its timeout
+            s.settimeout(3)
+            assert s.recv(100) == b""
+        with socket.socket(socket.AF_UNIX) as again:       # slots free again
+            again.connect(path)
+            again.sendall(b'{"op": "nope"}\n')
+            again.settimeout(2)
+            assert b"INVALID_ARGUMENT" in again.makefile("rb").readline()
+    finally:
+        for s in stalled:
+            s.close()
+        hook.stop()
