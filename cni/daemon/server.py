@@ -24,6 +24,9 @@ from .handler import Answer, Handler, Request
 log = logging.getLogger("podwire-cnid")
 READ_TIMEOUT = 10.0  # a client sends its whole request at once
 ACK_TIMEOUT = 10.0   # ... and acknowledges right after writing the answer out
+# Connections queued or being served at once (the listen backlog); beyond it a client is declined
+# and runs the plugin itself, so a burst never waits behind an unbounded queue.
+MAX_PENDING = 256
 _GONE = select.POLLHUP | select.POLLRDHUP | select.POLLERR
 
 
@@ -62,6 +65,8 @@ class Server:
         self._ident: Optional[tuple[int, int]] = None
         self._accepting: Optional[threading.Thread] = None
         self._own_ns = [_ns_id("self", ns) for ns in ("net", "mnt")]
+        self._pending = 0                      # connections taken and not yet finished
+        self._count_lock = threading.Lock()
 
     def start(self) -> None:
         self.listener = _listen(self.path)
@@ -90,9 +95,25 @@ class Server:
                 conn, _ = self.listener.accept()
             except OSError:
                 return  # closed by stop()
+            with self._count_lock:
+                full = self._pending >= MAX_PENDING
+                self._pending += 0 if full else 1
+            if full:
+                # The pool's queue is unbounded; each waiting connection holds an fd and a
+                # client.  Declined, the client runs the plugin in its own process at once.
+                Connection(conn).decline()
+                conn.close()
+                continue
             self.pool.submit(self._serve, conn)
 
     def _serve(self, conn: socket.socket) -> None:
+        try:
+            self._serve_one(conn)
+        finally:
+            with self._count_lock:
+                self._pending -= 1
+
+    def _serve_one(self, conn: socket.socket) -> None:
         self.handler.health.begin()
         served = False
         try:

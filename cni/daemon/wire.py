@@ -20,7 +20,11 @@ ANSWER = b"PWA1"
 ACK = b"K"
 ANSWERED = 0
 DECLINED = 1
-MAX_FIELD = 16 << 20  # a CNI config is kilobytes; bounds what a bad peer makes us buffer
+# What a request's fields may hold; bounds what a bad peer makes a worker buffer (at most
+# ~5 MiB a connection).  A plugin name is a word, the environment a few KiB, a CNI config with
+# its prevResult kilobytes (4 MiB leaves room for any real conflist), the timeout a number.
+MAX_PLUGIN, MAX_ENV, MAX_STDIN, MAX_TIMEOUT = 4 << 10, 1 << 20, 4 << 20, 32
+MAX_FIELD = 16 << 20  # an answer's fields (stdout/stderr of one plugin run)
 
 
 def field(data: bytes) -> bytes:
@@ -61,10 +65,10 @@ def recv_exact(sock, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def recv_field(sock) -> bytes:
+def recv_field(sock, limit: int = MAX_FIELD) -> bytes:
     size = int.from_bytes(recv_exact(sock, 4), "big")
-    if size > MAX_FIELD:
-        raise ValueError(f"field of {size} bytes is too large")
+    if size > limit:
+        raise ValueError(f"field of {size} bytes is too large (at most {limit})")
     return recv_exact(sock, size)
 
 
@@ -72,7 +76,8 @@ def recv_request(sock) -> tuple:
     """(plugin, env dict, stdin, timeout_ms) from a client."""
     if recv_exact(sock, 4) != REQUEST:
         raise ValueError("not a podwire-cnid request")
-    plugin, env, stdin, timeout = (recv_field(sock) for _ in range(4))
+    plugin, env, stdin, timeout = (recv_field(sock, limit)
+                                   for limit in (MAX_PLUGIN, MAX_ENV, MAX_STDIN, MAX_TIMEOUT))
     return plugin.decode(), decode_env(env), stdin, int(timeout or b"0")
 
 

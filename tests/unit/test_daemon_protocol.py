@@ -239,3 +239,48 @@ def test_refusals_leave_through_skel():
     from cni.daemon.handler import refusing
     code, out = in_process(refusing(CniError(Code.TRY_AGAIN_LATER, "busy")), "ADD")
     assert code == 1 and json.loads(out) == {"cniVersion": "1.0.0", "code": 11, "msg": "busy"}
+
+
+def test_past_the_pending_bound_clients_are_declined_at_once(fake, tmp_path, monkeypatch):
+    """Connections beyond MAX_PENDING are not queued behind the workers: they get DECLINED
+    (the client then runs the plugin in its own process); once the queue drains, served again."""
+    from cni.daemon import server as server_mod
+    monkeypatch.setattr(server_mod, "MAX_PENDING", 3)
+    srv = Server(str(tmp_path / "cni.sock"), Handler(Health(), 5.0, {"podwire": fake.verbs()}), workers=2)
+    srv.start()
+    fake.gate.clear()                                  # ADDs hold their workers
+    held = [send(srv, cid=f"c{i}") for i in range(3)]
+    try:
+        assert eventually(lambda: fake.running == 2)
+        t0 = time.monotonic()
+        with send(srv, cid="extra") as sock:
+            assert wire.recv_answer(sock)[0] == wire.DECLINED
+        assert time.monotonic() - t0 < 2
+        fake.gate.set()
+        for sock in held:
+            assert wire.recv_answer(sock)[0] == wire.ANSWERED
+            sock.sendall(wire.ACK)
+        assert eventually(lambda: srv._pending == 0)
+        assert ask(srv, cid="after")[0] == wire.ANSWERED
+    finally:
+        fake.gate.set()
+        for sock in held:
+            sock.close()
+        srv.stop()
+
+
+@pytest.mark.parametrize("index, limit", [(0, wire.MAX_PLUGIN), (1, wire.MAX_ENV), (2, wire.MAX_STDIN),
+                                          (3, wire.MAX_TIMEOUT)])
+def test_each_request_field_has_its_own_bound(index, limit):
+    fields = [b"podwire", b"", b"{}", b"0"]
+    fields[index] = b"x" * (limit + 1)
+    a, b = socket.socketpair()
+    with a, b:
+        def write() -> None:
+            try:
+                a.sendall(wire.REQUEST + b"".join(map(wire.field, fields)))
+            except OSError:
+                pass                        # the reader gave up at the oversized field: expected
+        threading.Thread(target=write, daemon=True).start()
+        with pytest.raises(ValueError, match="too large"):
+            wire.recv_request(b)
