@@ -8,7 +8,7 @@ CNI_BIN_DIR ?= /opt/cni/bin
 CNI_CONF_DIR ?= /etc/cni/net.d
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-unit install uninstall bench clean
+.PHONY: setup run test test-unit lint install uninstall bench clean
 
 setup:
 	@VENV=$(VENV) packaging/setup.sh
@@ -21,6 +21,10 @@ run: setup install
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Static checks over the product code (rules and reasons in pyproject.toml [tool.ruff]).
+lint: setup
+	$(PY) -m ruff check cni cri netpol
 
 test-unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

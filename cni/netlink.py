@@ -89,9 +89,9 @@ def netns(path: str) -> Iterator[IPRoute]:
 
     pyroute2 opens the socket in a forked child that does the setns() and hands
     the fd back (the daemon uses its single-threaded broker for the same), so no
-    thread of ours -- in the long-lived daemon least of all -- ever switches namespace.  Passing our own fd (not the path) pins the
-    namespace for the call and keeps pyroute2 from *creating* one (its default
-    flags include O_CREAT)."""
+    thread of ours -- in the long-lived daemon least of all -- ever switches namespace.
+    Passing our own fd (not the path) pins the namespace for the call and keeps pyroute2
+    from *creating* one (its default flags include O_CREAT)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:

@@ -186,7 +186,8 @@ def validate_ifname(name: str) -> None:
     if not name:
         raise invalid_env("interface name is empty")
     if len(name.encode()) > MAX_IFNAME:
-        raise invalid_env("interface name is too long", f"interface name should be less than {MAX_IFNAME + 1} characters")
+        raise invalid_env("interface name is too long",
+                          f"interface name should be less than {MAX_IFNAME + 1} characters")
     if name in (".", ".."):
         raise invalid_env("interface name is . or ..")
     if any(c in name for c in "/:") or any(c.isspace() for c in name):

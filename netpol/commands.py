@@ -32,7 +32,7 @@ def _read(sources: list[str]) -> list[tuple[str, str]]:
 
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("   ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join("   ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
 def format_time(ts: float) -> str:
@@ -49,7 +49,7 @@ def run(opts) -> int:
 
 
 def apply(client: Client, opts) -> int:
-    for source, text in _read(opts.filename):
+    for _source, text in _read(opts.filename):
         for r in client.apply(text, source="cli", namespace=opts.namespace, dry_run=opts.dry_run):
             suffix = " (dry run)" if opts.dry_run else ""
             print(f"{KIND}/{r.name} {r.action}{suffix}")

@@ -15,7 +15,6 @@ Standard library only; run as ``python -S -m cni.daemon.nsbroker FD``.
 """
 from __future__ import annotations
 
-import array
 import ctypes
 import os
 import socket

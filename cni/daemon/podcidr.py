@@ -69,7 +69,8 @@ class PodCidrs:
         """For Health: None once known (or when no source is configured)."""
         if self.cidrs or not (self.static or self.node_name):
             return None
-        return f"pod CIDR of Node {self.node_name!r} not known yet" + (f": {self.last_error}" if self.last_error else "")
+        why = f": {self.last_error}" if self.last_error else ""
+        return f"pod CIDR of Node {self.node_name!r} not known yet{why}"
 
     def _learn(self, cidrs: list[str]) -> None:
         nodecidr.publish(cidrs, self.path)

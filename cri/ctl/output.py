@@ -26,9 +26,9 @@ def table(header: list[str], rows: list[list[str]], out=sys.stdout) -> None:
     """Left-aligned columns separated by three spaces (tabwriter with crictl's padding)."""
     widths = [len(h) for h in header]
     for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
     for row in [header, *rows]:
-        out.write("   ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+        out.write("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
 
 
 def truncate(id_: str, no_trunc: bool, n: int = 13) -> str:

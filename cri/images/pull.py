@@ -91,7 +91,7 @@ class Puller:
                 progress: Optional[Progress]) -> None:
         for diff_id in diff_ids:
             lease.add(diff_id)
-        wanted = [(d, i) for d, i in zip(descs, diff_ids) if not self._store.has_layer(i)]
+        wanted = [(d, i) for d, i in zip(descs, diff_ids, strict=True) if not self._store.has_layer(i)]
         with ThreadPoolExecutor(self._workers, thread_name_prefix="image-pull") as pool:
             futures = [pool.submit(self._layer, repo, d, i, progress) for d, i in wanted]
             try:

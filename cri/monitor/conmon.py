@@ -105,7 +105,7 @@ def run_first_stage(argv: list[str], cwd: str, log_path: str, deadline_at: float
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            raise deadline("conmon did not start in time")
+            raise deadline("conmon did not start in time") from None
         if code != 0:
             raise internal(f"conmon failed: {log_tail(log_path)}")
     except BaseException:
@@ -200,8 +200,8 @@ def reopen_log(container_id: str, bundle: str, log_path: str) -> None:
         fd = os.open(os.path.join(bundle, files.CONTROL_FIFO), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         if e.errno in (errno.ENXIO, errno.ENOENT):   # no reader: conmon is gone
-            raise precondition(f"container {container_id} is not running")
-        raise internal(f"reopen log of {container_id}: {e}")
+            raise precondition(f"container {container_id} is not running") from None
+        raise internal(f"reopen log of {container_id}: {e}") from None
     try:
         os.write(fd, REOPEN_LOGS)
     finally:

@@ -10,7 +10,6 @@ deadline the process is SIGKILLed and DEADLINE_EXCEEDED returned."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import tempfile

@@ -32,9 +32,9 @@ class Runc:
             return subprocess.run(self.argv(*args), input=input, capture_output=True,
                                   timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise deadline(f"runc {' '.join(args)}: no answer in {timeout}s")
+            raise deadline(f"runc {' '.join(args)}: no answer in {timeout}s") from None
         except OSError as e:
-            raise internal(f"runc {' '.join(args)}: {e}")
+            raise internal(f"runc {' '.join(args)}: {e}") from None
 
     @staticmethod
     def _error(args: Sequence[str], done: subprocess.CompletedProcess) -> CriError:

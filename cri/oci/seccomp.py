@@ -78,7 +78,7 @@ def load_localhost(path: str, bounding: list[str]) -> dict[str, Any]:
         with open(path) as f:
             data = json.load(f)
     except (OSError, ValueError) as e:
-        raise invalid(f"cannot load seccomp profile {path}: {e}")
+        raise invalid(f"cannot load seccomp profile {path}: {e}") from None
     return from_docker_format(data, bounding)
 
 

@@ -372,7 +372,7 @@ class FrameReader:
         try:
             out = self._inflate.decompress(block, self._max_header_block + 1)
         except zlib.error as err:
-            raise SpdyProtocolError(PROTOCOL_ERROR, f"header block does not decompress: {err}")
+            raise SpdyProtocolError(PROTOCOL_ERROR, f"header block does not decompress: {err}") from None
         if len(out) > self._max_header_block or self._inflate.unconsumed_tail:
             raise SpdyProtocolError(
                 PROTOCOL_ERROR, f"header block over {self._max_header_block} bytes")

@@ -93,8 +93,8 @@ class NetpolServicer(pb_grpc.NetpolAgentServicer):
 
     @rpc
     def ListNamespaces(self, request, context):
-        return pb.ListNamespacesResponse(namespaces=[pb.Namespace(name=n, labels=l)
-                                                     for n, l in sorted(self.agent.namespaces().items())])
+        return pb.ListNamespacesResponse(namespaces=[pb.Namespace(name=n, labels=labels)
+                                                     for n, labels in sorted(self.agent.namespaces().items())])
 
     @rpc
     def ApplyPolicies(self, request, context):

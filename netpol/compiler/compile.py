@@ -65,7 +65,8 @@ class Compiler:
                     if hit is None or hit[0] is not policy or hit[1] != pod:
                         ctx = ctx or _Context(world, {n: e.identity for n, e in desired.ipcache.items()})
                         hit = self._memo[memo_key] = (policy, pod, [
-                            k for rule in policy.rules(name) for k in ctx.rule_keys(pod, att.ep_id, direction, policy, rule)])
+                            k for rule in policy.rules(name)
+                            for k in ctx.rule_keys(pod, att.ep_id, direction, policy, rule)])
                     self._entries.set(memo_key, hit[2], cookies.get(policy.key, 0))
             desired.endpoints[att.ifindex] = EndpointEntry(att.ep_id, flags)
         for stale in set(self._memo) - used:
