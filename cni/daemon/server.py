@@ -18,6 +18,7 @@ import struct
 import threading
 from typing import Optional
 
+from .. import unixsock
 from . import wire
 from .handler import Answer, Handler, Request
 
@@ -156,15 +157,10 @@ def _listen(path: str) -> socket.socket:
     """Bind ``path`` mode 0600; a stale socket (nobody answering) is replaced,
     a live one means another daemon serves it and is an error."""
     os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
-    if os.path.exists(path):
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(path)
-            raise RuntimeError(f"another podwire-cnid is listening on {path}")
-        except (ConnectionRefusedError, FileNotFoundError):
-            os.unlink(path)
-        finally:
-            probe.close()
+    try:
+        unixsock.clear_stale(path)
+    except unixsock.SocketInUse:
+        raise RuntimeError(f"another podwire-cnid is listening on {path}") from None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     sock.bind(path)
     os.chmod(path, 0o600)  # before listen(): until then every connect() is refused

@@ -10,11 +10,12 @@ import concurrent.futures
 import grp
 import logging
 import os
-import socket
 from typing import Optional
 
 import grpc
 from cri_api.v1 import api_pb2_grpc
+
+from cni import unixsock
 
 from ..config import Config
 from ..oci.watch import ExitWatcher
@@ -63,17 +64,10 @@ def secure_socket(path: str, mode: int, group: str) -> None:
 
 def _prepare_socket(path: str) -> None:
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    if not os.path.exists(path):
-        return
-    probe = socket.socket(socket.AF_UNIX)
     try:
-        probe.connect(path)
-    except OSError:
-        os.unlink(path)              # stale socket of a shim that died
-        return
-    finally:
-        probe.close()
-    raise RuntimeError(f"{path} is in use: is another podwire-cri running?")
+        unixsock.clear_stale(path)   # the socket of a shim that died
+    except unixsock.SocketInUse:
+        raise RuntimeError(f"{path} is in use: is another podwire-cri running?") from None
 
 
 def _image_engine(cfg: Config):

@@ -4,13 +4,12 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import os
 import queue
-import socket
 from concurrent import futures
 
 import grpc
 
+from cni import unixsock
 from proto import netpol_pb2 as pb
 from proto import netpol_pb2_grpc as pb_grpc
 
@@ -150,14 +149,7 @@ def unix_path(address: str) -> str:
 
 def remove_stale_socket(path: str) -> None:
     """A socket file nobody listens on is a leftover of a crash; one in use is another agent."""
-    if not os.path.exists(path):
-        return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        probe.connect(path)
-    except OSError:
-        os.unlink(path)
-        return
-    finally:
-        probe.close()
-    raise errors.FailedPrecondition(f"another agent is serving on {path}")
+        unixsock.clear_stale(path)
+    except unixsock.SocketInUse:
+        raise errors.FailedPrecondition(f"another agent is serving on {path}") from None
