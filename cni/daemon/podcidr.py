@@ -27,15 +27,10 @@ def node_pod_cidrs(api, node_name: str) -> list[str]:
 
 def kube_api(kubeconfig: str = ""):
     """A CoreV1Api; imported here so only a daemon that reads the Node loads the client."""
-    from kubernetes import client, config
-    if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig)
-    else:
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-    return client.CoreV1Api()
+    from kubernetes import client
+
+    from ..kube import api_client
+    return client.CoreV1Api(api_client(kubeconfig))
 
 
 class PodCidrs:

@@ -49,16 +49,10 @@ class KubeSource:
 
     @classmethod
     def from_config(cls, agent, kubeconfig: Optional[str] = None, node_name: str = "") -> "KubeSource":
-        from kubernetes import client, config, watch
+        from kubernetes import client, watch
 
-        if kubeconfig:
-            config.load_kube_config(config_file=kubeconfig)
-        else:
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                config.load_kube_config()
-        api = client.ApiClient()
+        from cni.kube import api_client
+        api = api_client(kubeconfig or "")
         return cls(agent, client.CoreV1Api(api), client.NetworkingV1Api(api), watch.Watch,
                    serialize=api.sanitize_for_serialization)
 
