@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from . import atomic
 from .daemon.client import PLUGINS
 
 EXECUTABLES = tuple(PLUGINS)
@@ -32,11 +33,9 @@ def write_wrappers(bin_dir: str, python: str, code_dir: str = CODE_DIR) -> list[
     written = []
     for name in EXECUTABLES:
         path = os.path.join(bin_dir, name)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(_TEMPLATE.format(python=python, code_dir=code_dir, name=name))
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, path)  # atomic: a runtime never execs half a file
+        # Atomic: a runtime never execs half a file.
+        atomic.write_bytes(path, _TEMPLATE.format(python=python, code_dir=code_dir, name=name).encode(),
+                           mode=0o755)
         written.append(path)
     return written
 

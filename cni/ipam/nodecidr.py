@@ -12,6 +12,7 @@ import ipaddress
 import json
 import os
 
+from .. import atomic
 from ..errors import CniError, Code
 
 PATH_ENV = "PODWIRE_POD_CIDRS_FILE"
@@ -28,10 +29,7 @@ def publish(cidrs: list[str], where: str = "") -> None:
     where = where or path()
     nets = [str(ipaddress.ip_network(c)) for c in cidrs]
     os.makedirs(os.path.dirname(where) or ".", exist_ok=True)
-    tmp = f"{where}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump({"podCIDRs": nets}, f)
-    os.replace(tmp, where)
+    atomic.write_bytes(where, json.dumps({"podCIDRs": nets}).encode(), mode=0o644)
 
 
 def read(where: str = "") -> list[str]:

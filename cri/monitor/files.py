@@ -5,6 +5,8 @@ import json
 import os
 from typing import Any
 
+from cni import atomic
+
 CONMON_PID = "conmon.pid"
 INIT_PID = "init.pid"
 CREATED = "created.json"
@@ -19,14 +21,7 @@ CONTROL_FIFO = "ctl"   # in the bundle dir
 
 def write_json(path: str, data: dict[str, Any]) -> None:
     """Write-to-temp + fsync + rename: a reader (maybe a restarted shim) sees all or nothing."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, json.dumps(data, sort_keys=True).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+    atomic.write_bytes(path, json.dumps(data, sort_keys=True).encode())
 
 
 def read_json(path: str) -> dict[str, Any] | None:

@@ -17,6 +17,8 @@ import json
 import os
 from typing import Optional
 
+from cni import atomic
+
 from ..model import NamedPort, NetworkPolicy, Pod, World
 from ..parse import parse_policy
 
@@ -103,12 +105,7 @@ def _read(path: str, default):
 
 
 def _write(path: str, value) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(value, f, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic.write_bytes(path, json.dumps(value, sort_keys=True).encode())
 
 
 def _pod_to(pod: Pod) -> dict:
