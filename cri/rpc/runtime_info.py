@@ -16,10 +16,10 @@ KUBE_API_VERSION = "0.1.0"   # the CRI's own "version" field: the version of the
 
 
 def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
     try:
-        from importlib.metadata import version
         return version("podwire")
-    except Exception:  # noqa: BLE001 - running from a source tree without metadata
+    except PackageNotFoundError:    # running from a source tree without metadata
         return "0.0.0"
 
 

@@ -125,5 +125,5 @@ def _best_effort(fn, *args) -> None:
     """Undo steps must all run: one failing is logged, not raised over the others."""
     try:
         fn(*args)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - every undo step must run; this one is logged
         log.exception("undoing a failed RunPodSandbox: %s failed", getattr(fn, "__name__", fn))
