@@ -25,6 +25,7 @@ test: setup
 # Static checks over the product code (rules and reasons in pyproject.toml [tool.ruff]).
 lint: setup
 	$(PY) -m ruff check cni cri netpol
+	$(PY) -m mypy netpol
 
 test-unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -30,7 +30,7 @@ def load_documents(text: str, source: str = "<stdin>") -> list[dict]:
         docs = [d for d in yaml.load_all(text, Loader=_LOADER) if d is not None]
     except yaml.YAMLError as exc:
         raise InvalidPolicy(f"error parsing {source}: error converting YAML to JSON: {_yaml_reason(exc)}") from None
-    out = []
+    out: list[dict] = []
     for doc in docs:
         if isinstance(doc, dict) and doc.get("kind") in ("List", "NetworkPolicyList"):
             out.extend(i for i in doc.get("items") or [] if i is not None)

@@ -10,6 +10,15 @@ import ipaddress
 from typing import Mapping, Optional, Union
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+
+def subnet_of(inner: IPNetwork, outer: IPNetwork) -> bool:
+    """inner lies inside outer; False across IP versions (ipaddress would raise)."""
+    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return inner.subnet_of(outer)
+    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return inner.subnet_of(outer)
+    return False
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 INGRESS, EGRESS = "Ingress", "Egress"

@@ -11,8 +11,8 @@ from typing import Any, Optional
 from . import validation as v
 from .decode import DecodeErrors, decode_spec
 from .errors import InvalidPolicy
-from .model import (EGRESS, INGRESS, PROTOCOLS, IPBlock, LabelSelector, NetworkPolicy, Peer,
-                    PolicyPort, Requirement, Rule)
+from .model import (EGRESS, INGRESS, PROTOCOLS, IPBlock, IPNetwork, LabelSelector, NetworkPolicy, Peer,
+                    PolicyPort, Requirement, Rule, subnet_of)
 
 API_VERSION = "networking.k8s.io/v1"
 KIND = "NetworkPolicy"
@@ -125,7 +125,7 @@ def _validate_ip_block(block: dict, path: str) -> list[v.FieldError]:
         exc = v.parse_cidr(text)
         if exc is None:
             errs.append(v.invalid(f"{path}.except[{i}]", text, v.CIDR_MSG))
-        elif exc.version != cidr.version or not exc.subnet_of(cidr) or exc.prefixlen <= cidr.prefixlen:
+        elif not subnet_of(exc, cidr) or exc.prefixlen <= cidr.prefixlen:
             errs.append(v.invalid(f"{path}.except[{i}]", text, "must be a strict subset of `cidr`"))
     return errs
 
@@ -176,11 +176,18 @@ def _rule(rule: dict, peers_key: str) -> Rule:
                             for p in (q or {} for q in rule.get("ports") or [])))
 
 
+def _valid_cidr(text: str) -> IPNetwork:
+    """A CIDR that validation has already accepted."""
+    cidr = v.parse_cidr(text)
+    assert cidr is not None, text
+    return cidr
+
+
 def _peer(peer: dict) -> Peer:
     block = peer.get("ipBlock")
     if block is not None:
-        return Peer(ip_block=IPBlock(v.parse_cidr(block["cidr"]),
-                                     tuple(v.parse_cidr(e) for e in block.get("except") or [])))
+        return Peer(ip_block=IPBlock(_valid_cidr(block["cidr"]),
+                                     tuple(_valid_cidr(e) for e in block.get("except") or [])))
     return Peer(pod_selector=build_selector(peer["podSelector"]) if peer.get("podSelector") is not None else None,
                 namespace_selector=(build_selector(peer["namespaceSelector"])
                                     if peer.get("namespaceSelector") is not None else None))

@@ -59,6 +59,7 @@ class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         try:
             line = self.rfile.readline(MAX_REQUEST)
+            assert isinstance(self.server, _Server)
             reply = handle(self.server.agent, json.loads(line))
         except (ValueError, AttributeError) as exc:  # not JSON, or not an object
             reply = {"ok": False, "code": "INVALID_ARGUMENT", "error": f"bad request: {exc}"}
@@ -75,6 +76,8 @@ class _Handler(socketserver.StreamRequestHandler):
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     block_on_close = False
+
+    agent: Agent
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)

@@ -56,7 +56,7 @@ def serve(opts) -> int:
 
 
 def _start_sources(agent: Agent, opts) -> list:
-    sources = []
+    sources: list = []
     if opts.watch_dir:
         from ..sources.files import DirectorySource
         sources.append(DirectorySource(agent, opts.watch_dir).start())

@@ -94,6 +94,7 @@ class Store:
 
     def _policy_path(self, key: str) -> str:
         namespace, name = key.split("/", 1)  # a namespace has no "_": the file name is unambiguous
+        assert self.dir, "a memory-only store has no files"
         return os.path.join(self.dir, "policies", f"{namespace}_{name}.json")
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 from typing import Iterable, Optional
 
-from ..model import IPBlock, IPNetwork
+from ..model import IPBlock, IPNetwork, subnet_of
 from .entries import FIRST_IDENTITY
 
 
@@ -61,4 +61,4 @@ class PrefixIndex:
         lo = bisect.bisect_left(starts, int(cidr.network_address))
         hi = bisect.bisect_right(starts, int(cidr.broadcast_address))
         return [(net, ident) for _, plen, net, ident in rows[lo:hi]
-                if plen >= cidr.prefixlen and not any(net.subnet_of(e) for e in block.excepts)]
+                if plen >= cidr.prefixlen and not any(subnet_of(net, e) for e in block.excepts)]

@@ -8,13 +8,15 @@ entries instead of the whole map.
 """
 from __future__ import annotations
 
+import builtins
+
 from typing import Hashable
 
 from .entries import PolicyKey
 
 
 class EntrySet:
-    def __init__(self):
+    def __init__(self) -> None:
         self.entries: dict[PolicyKey, int] = {}
         self._by_key: dict[PolicyKey, dict[Hashable, int]] = {}
         self._contrib: dict[Hashable, tuple[list[PolicyKey], int]] = {}
@@ -31,12 +33,12 @@ class EntrySet:
             self._by_key.setdefault(key, {})[source] = cookie
             self._settle(key)
 
-    def retain(self, sources: set) -> None:
+    def retain(self, sources: builtins.set) -> None:
         for source in [s for s in self._contrib if s not in sources]:
             self._drop(source, self._contrib.pop(source)[0])
 
-    def take_changes(self) -> set[PolicyKey]:
-        changed, self._changed = self._changed, set()
+    def take_changes(self) -> builtins.set[PolicyKey]:
+        changed, self._changed = self._changed, builtins.set()
         return changed
 
     def _drop(self, source: Hashable, keys: list[PolicyKey]) -> None:

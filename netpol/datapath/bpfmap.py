@@ -9,7 +9,7 @@ from __future__ import annotations
 import ctypes as ct
 import errno
 import os
-from typing import Iterator, Optional, Type
+from typing import Any, Iterator, Optional, Type
 
 from bcc.libbcc import lib
 from bcc.utils import get_possible_cpus
@@ -70,14 +70,12 @@ class BpfMap:
             if value is not None:
                 yield key, value
 
-    def sum(self, key) -> Optional[ct.Structure]:
-        """A per-CPU value summed over CPUs (counters)."""
-        values = self.lookup(key)
-        if values is None:
-            return None
+    def sum(self, key) -> Any:
+        """A per-CPU value summed over CPUs (counters); zeros for an entry not there."""
         total = self.value_type()
+        values: Any = self.lookup(key)
         for name, _ in self.value_type._fields_:
-            setattr(total, name, sum(getattr(v, name) for v in values))
+            setattr(total, name, sum(getattr(v, name) for v in values or ()))
         return total
 
     def zero(self, key) -> None:

@@ -56,12 +56,12 @@ def apply(programs, current: Desired, desired: Desired, ipcache_unchanged: bool 
             current.ipcache[net] = entry
             stats.updated += 1
     known_ids = {e.ep_id for e in current.endpoints.values()}
-    for ifindex, entry in desired.endpoints.items():
-        if current.endpoints.get(ifindex) != entry:
-            if entry.ep_id not in known_ids:
-                reset_endpoint_stats(programs, entry.ep_id)
-            programs.endpoints.update(ct.c_uint32(ifindex), m.endpoint_info(entry))
-            current.endpoints[ifindex] = entry
+    for ifindex, ep in desired.endpoints.items():
+        if current.endpoints.get(ifindex) != ep:
+            if ep.ep_id not in known_ids:
+                reset_endpoint_stats(programs, ep.ep_id)
+            programs.endpoints.update(ct.c_uint32(ifindex), m.endpoint_info(ep))
+            current.endpoints[ifindex] = ep
             stats.updated += 1
     for ifindex in [i for i in current.endpoints if i not in desired.endpoints]:
         programs.endpoints.delete(ct.c_uint32(ifindex))

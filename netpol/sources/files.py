@@ -73,7 +73,7 @@ class DirectorySource:
                 log.info("%s: networkpolicy %s/%s %s", path, r.namespace, r.name, r.action)
 
     def _files(self) -> dict[str, tuple[int, int]]:
-        out = {}
+        out: dict[str, tuple[int, int]] = {}
         try:
             names = os.listdir(self.path)
         except FileNotFoundError:
