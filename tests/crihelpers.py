@@ -206,3 +206,26 @@ def wait_for(pred, timeout: float = 10.0, interval: float = 0.05):
 def write_json(path: str, obj) -> None:
     with open(path, "w") as f:
         json.dump(obj, f)
+
+
+def start_container(shim, pod, image: str, cmd, **kw) -> str:
+    """Create and start a container running `cmd` in `pod` ((pod id, its config)); its id.
+    Extra ContainerConfig fields (tty, stdin, stdin_once...) pass through `kw`."""
+    pod_id, pod_cfg = pod
+    name = "c" + os.urandom(4).hex()
+    cfg = api.ContainerConfig(metadata=api.ContainerMetadata(name=name), image=api.ImageSpec(image=image),
+                              command=list(cmd), log_path=f"{name}/0.log", **kw)
+    cid = shim.rt.CreateContainer(api.CreateContainerRequest(
+        pod_sandbox_id=pod_id, config=cfg, sandbox_config=pod_cfg), timeout=120).container_id
+    shim.rt.StartContainer(api.StartContainerRequest(container_id=cid), timeout=60)
+    return cid
+
+
+def recv_line(sock) -> bytes:
+    """Read from a socket up to and including a newline (the peer must send one)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(4096)
+        assert chunk, data
+        data += chunk
+    return data

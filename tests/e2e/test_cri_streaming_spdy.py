@@ -87,23 +87,12 @@ def _require_streaming(shim) -> None:
             pytest.skip("this podwire-cri has no streaming Exec")
 
 
-def _container(shim, pod, image: str, cmd, **kw) -> str:
-    pod_id, pod_cfg = pod
-    name = "c" + str(time.monotonic_ns())[-8:]
-    cfg = api.ContainerConfig(metadata=api.ContainerMetadata(name=name), image=api.ImageSpec(image=image),
-                              command=list(cmd), log_path=f"{name}/0.log", **kw)
-    cid = shim.rt.CreateContainer(api.CreateContainerRequest(
-        pod_sandbox_id=pod_id, config=cfg, sandbox_config=pod_cfg), timeout=120).container_id
-    shim.rt.StartContainer(api.StartContainerRequest(container_id=cid), timeout=60)
-    return cid
-
-
 @pytest.fixture
 def box(shim, tmp_path, test_images):
     """A running busybox container: (shim, pod, container id)."""
     shim.img.PullImage(api.PullImageRequest(image=api.ImageSpec(image=test_images.busybox)), timeout=120)
     pod = _pod(shim, tmp_path)
-    return shim, pod, _container(shim, pod, test_images.busybox, ["sleep", "3600"])
+    return shim, pod, h.start_container(shim, pod, test_images.busybox, ["sleep", "3600"])
 
 
 def test_exec_stdout_is_exact(box):
@@ -199,7 +188,7 @@ def test_twenty_concurrent_exec_sessions(box):
 def _attachable(shim, tmp_path, test_images, pod=None) -> tuple[tuple, str]:
     shim.img.PullImage(api.PullImageRequest(image=api.ImageSpec(image=test_images.busybox)), timeout=120)
     pod = pod or _pod(shim, tmp_path)
-    return pod, _container(shim, pod, test_images.busybox, ["cat"], stdin=True, stdin_once=True)
+    return pod, h.start_container(shim, pod, test_images.busybox, ["cat"], stdin=True, stdin_once=True)
 
 
 def _attach_echo(shim, cid) -> None:
@@ -254,8 +243,8 @@ def test_port_forward_to_a_pod_over_ipv4_and_ipv6(shim, tmp_path, test_images):
     [::1] only (the shim dials localhost, as containerd does, trying both)."""
     shim.img.PullImage(api.PullImageRequest(image=api.ImageSpec(image=test_images.busybox)), timeout=120)
     pod = _pod(shim, tmp_path)
-    _container(shim, pod, test_images.busybox, _httpd(8080, "127.0.0.1"))
-    _container(shim, pod, test_images.busybox, _httpd(8081, "[::1]"))
+    h.start_container(shim, pod, test_images.busybox, _httpd(8080, "127.0.0.1"))
+    h.start_container(shim, pod, test_images.busybox, _httpd(8081, "[::1]"))
     with _forwarding(shim, pod[0], ":8080", ":8081") as proc:
         ports = _listening(proc, 2 + 2 * IPV6)
         for remote in (8080, 8081):
@@ -279,7 +268,7 @@ def test_port_forward_two_connections_at_once(shim, tmp_path, test_images):
     shim.img.PullImage(api.PullImageRequest(image=api.ImageSpec(image=test_images.busybox)), timeout=120)
     pod = _pod(shim, tmp_path)
     # nc -ll -e: a persistent echo server, one cat per connection
-    _container(shim, pod, test_images.busybox, ["nc", "-ll", "-p", "7000", "-e", "cat"])
+    h.start_container(shim, pod, test_images.busybox, ["nc", "-ll", "-p", "7000", "-e", "cat"])
     with _forwarding(shim, pod[0], ":7000") as proc:
         port = _listening(proc, 1 + IPV6)["127.0.0.1", 7000]
         time.sleep(0.5)
@@ -288,16 +277,7 @@ def test_port_forward_two_connections_at_once(shim, tmp_path, test_images):
         with a, b:
             b.sendall(b"to-b\n")
             a.sendall(b"to-a\n")
-            assert _recv_line(a) == b"to-a\n" and _recv_line(b) == b"to-b\n"
-
-
-def _recv_line(sock) -> bytes:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(4096)
-        assert chunk, data
-        data += chunk
-    return data
+            assert h.recv_line(a) == b"to-a\n" and h.recv_line(b) == b"to-b\n"
 
 
 def test_port_forward_into_a_host_network_pod(shim, tmp_path, test_images):
@@ -306,7 +286,7 @@ def test_port_forward_into_a_host_network_pod(shim, tmp_path, test_images):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     pod = _pod(shim, tmp_path, host_network=True)
-    _container(shim, pod, test_images.busybox, _httpd(port))
+    h.start_container(shim, pod, test_images.busybox, _httpd(port))
     with _forwarding(shim, pod[0], f":{port}") as proc:
         local = _listening(proc, 1 + IPV6)["127.0.0.1", port]
         assert h.wait_for(lambda: _try_get("127.0.0.1", local) == f"hello-{port}\n".encode(), 20)
@@ -338,12 +318,12 @@ def test_a_client_that_disconnects_leaves_nothing_behind(shim_factory, tmp_path,
     shim = shim_factory(process=True)
     shim.img.PullImage(api.PullImageRequest(image=api.ImageSpec(image=test_images.busybox)), timeout=120)
     pod = _pod(shim, tmp_path)
-    cid = _container(shim, pod, test_images.busybox, ["sleep", "3600"])
+    cid = h.start_container(shim, pod, test_images.busybox, ["sleep", "3600"])
     ctl(shim, "exec", cid, "true")                  # the streaming server's own start-up costs
     pid = shim.proc.pid
     fds, procs = _fds(pid), _descendants(pid)
     for argv in (["exec", "-i", cid, "sh", "-c", "echo ready; exec cat"],
-                 ["attach", "-i", _container(shim, pod, test_images.busybox, ["cat"], stdin=True)]):
+                 ["attach", "-i", h.start_container(shim, pod, test_images.busybox, ["cat"], stdin=True)]):
         with running(_argv(shim, *argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE) as proc:
             if argv[0] == "exec":
                 assert proc.stdout.readline() == b"ready\n"

@@ -78,17 +78,6 @@ def _pod(shim, tmp_path, test_images, host_network: bool = False):
     return pod_id, cfg
 
 
-def _container(shim, pod, image: str, cmd, **kw) -> str:
-    pod_id, pod_cfg = pod
-    name = "c" + str(time.monotonic_ns())[-8:]
-    cfg = api.ContainerConfig(metadata=api.ContainerMetadata(name=name), image=api.ImageSpec(image=image),
-                              command=list(cmd), log_path=f"{name}/0.log", **kw)
-    cid = shim.rt.CreateContainer(api.CreateContainerRequest(
-        pod_sandbox_id=pod_id, config=cfg, sandbox_config=pod_cfg), timeout=120).container_id
-    shim.rt.StartContainer(api.StartContainerRequest(container_id=cid), timeout=60)
-    return cid
-
-
 def _httpd(port: int, address: str = "") -> list[str]:
     """busybox httpd answering "hello-<port>" on [address:]port."""
     listen = f"{address}:{port}" if address else str(port)
@@ -100,7 +89,7 @@ def _httpd(port: int, address: str = "") -> list[str]:
 def box(shim, tmp_path, test_images):
     """A running busybox container: (shim, pod, container id)."""
     pod = _pod(shim, tmp_path, test_images)
-    return shim, pod, _container(shim, pod, test_images.busybox, ["sleep", "3600"])
+    return shim, pod, h.start_container(shim, pod, test_images.busybox, ["sleep", "3600"])
 
 
 # -- exec ----------------------------------------------------------------------------------------
@@ -200,7 +189,7 @@ def _attach_echo(shim, cid: str) -> None:
 
 def _attachable(shim, tmp_path, test_images) -> str:
     pod = _pod(shim, tmp_path, test_images)
-    return _container(shim, pod, test_images.busybox, ["cat"], stdin=True, stdin_once=True)
+    return h.start_container(shim, pod, test_images.busybox, ["cat"], stdin=True, stdin_once=True)
 
 
 def test_attach_to_a_container_echoing_its_stdin(shim, tmp_path, test_images):
@@ -243,8 +232,8 @@ def test_port_forward_to_a_pod_over_ipv4_and_ipv6(shim, tmp_path, test_images):
     """Servers in the pod on 127.0.0.1 only and on [::1] only: the shim dials localhost,
     as containerd does, trying both."""
     pod = _pod(shim, tmp_path, test_images)
-    _container(shim, pod, test_images.busybox, _httpd(8080, "127.0.0.1"))
-    _container(shim, pod, test_images.busybox, _httpd(8081, "[::1]"))
+    h.start_container(shim, pod, test_images.busybox, _httpd(8080, "127.0.0.1"))
+    h.start_container(shim, pod, test_images.busybox, _httpd(8081, "[::1]"))
     for port in (8080, 8081):
         want = f"hello-{port}\n".encode()
         assert h.wait_for(lambda: _http_get(shim, pod[0], port) == want, 20, 0.5), port
@@ -252,7 +241,7 @@ def test_port_forward_to_a_pod_over_ipv4_and_ipv6(shim, tmp_path, test_images):
 
 def test_port_forward_two_connections_at_once(shim, tmp_path, test_images):
     pod = _pod(shim, tmp_path, test_images)
-    _container(shim, pod, test_images.busybox, ["nc", "-ll", "-p", "7000", "-e", "cat"])
+    h.start_container(shim, pod, test_images.busybox, ["nc", "-ll", "-p", "7000", "-e", "cat"])
     time.sleep(0.5)
     a, b = _forward(shim, pod[0], 7000), _forward(shim, pod[0], 7000)
     try:
@@ -261,19 +250,10 @@ def test_port_forward_two_connections_at_once(shim, tmp_path, test_images):
         sb.settimeout(10)
         sb.sendall(b"to-b\n")
         sa.sendall(b"to-a\n")
-        assert _recv_line(sa) == b"to-a\n" and _recv_line(sb) == b"to-b\n"
+        assert h.recv_line(sa) == b"to-a\n" and h.recv_line(sb) == b"to-b\n"
     finally:
         a.close()
         b.close()
-
-
-def _recv_line(sock) -> bytes:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(4096)
-        assert chunk, data
-        data += chunk
-    return data
 
 
 def test_port_forward_into_a_host_network_pod(shim, tmp_path, test_images):
@@ -281,7 +261,7 @@ def test_port_forward_into_a_host_network_pod(shim, tmp_path, test_images):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     pod = _pod(shim, tmp_path, test_images, host_network=True)
-    _container(shim, pod, test_images.busybox, _httpd(port))
+    h.start_container(shim, pod, test_images.busybox, _httpd(port))
     want = f"hello-{port}\n".encode()
     assert h.wait_for(lambda: _http_get(shim, pod[0], port) == want, 20, 0.5)
 

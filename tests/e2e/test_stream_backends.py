@@ -94,21 +94,10 @@ def pod(shim, tmp_path, test_images):
     return shim.rt.RunPodSandbox(api.RunPodSandboxRequest(config=cfg), timeout=120).pod_sandbox_id, cfg
 
 
-def start_container(shim, pod, image: str, cmd, **kw) -> str:
-    pod_id, pod_cfg = pod
-    name = "c" + os.urandom(4).hex()
-    cfg = api.ContainerConfig(metadata=api.ContainerMetadata(name=name), image=api.ImageSpec(image=image),
-                              command=list(cmd), log_path=f"{name}/0.log", **kw)
-    cid = shim.rt.CreateContainer(api.CreateContainerRequest(
-        pod_sandbox_id=pod_id, config=cfg, sandbox_config=pod_cfg), timeout=120).container_id
-    shim.rt.StartContainer(api.StartContainerRequest(container_id=cid), timeout=60)
-    return cid
-
-
 @pytest.fixture
 def box(shim, pod, test_images):
     """(shim, id of a running busybox container that sleeps)."""
-    return shim, start_container(shim, pod, test_images.busybox, ["sleep", "3600"])
+    return shim, h.start_container(shim, pod, test_images.busybox, ["sleep", "3600"])
 
 
 def exec_request(shim, cid: str, *cmd: str, tty: bool = False, stdin: bool = False) -> ExecRequest:
@@ -305,7 +294,7 @@ def test_exec_in_a_missing_container_is_a_stream_error(box):
 def test_attach_stdin_once(shim, pod, test_images):
     """critest's shape: sh with stdin and stdin_once; a command, its exact output, stdin closed
     -> conmon closes the container's stdin, sh exits, the session ends."""
-    cid = start_container(shim, pod, test_images.busybox, ["sh"], stdin=True, stdin_once=True)
+    cid = h.start_container(shim, pod, test_images.busybox, ["sh"], stdin=True, stdin_once=True)
     io = streams(stdin=True)
 
     async def session():
@@ -329,7 +318,7 @@ def test_attach_stdin_once(shim, pod, test_images):
 def test_attach_stdin_stays_open_without_stdin_once(shim, pod, test_images):
     """--leave-stdin-open: one attach's EOF does not close the container's stdin; the next
     attach still reaches it."""
-    cid = start_container(shim, pod, test_images.busybox, ["sh"], stdin=True)
+    cid = h.start_container(shim, pod, test_images.busybox, ["sh"], stdin=True)
 
     async def attach_once(line: bytes, expect: bytes) -> None:
         io = streams(stdin=True)
@@ -350,7 +339,7 @@ def test_attach_stdin_stays_open_without_stdin_once(shim, pod, test_images):
 
 
 def test_attach_stderr_apart(shim, pod, test_images):
-    cid = start_container(shim, pod, test_images.busybox, ["sh"], stdin=True, stdin_once=True)
+    cid = h.start_container(shim, pod, test_images.busybox, ["sh"], stdin=True, stdin_once=True)
     io = streams(stdin=True)
 
     async def session():
@@ -364,7 +353,7 @@ def test_attach_stderr_apart(shim, pod, test_images):
 
 
 def test_attach_tty_resize(shim, pod, test_images):
-    cid = start_container(shim, pod, test_images.busybox, ["sh"], stdin=True, stdin_once=True, tty=True)
+    cid = h.start_container(shim, pod, test_images.busybox, ["sh"], stdin=True, stdin_once=True, tty=True)
     io = streams(stdin=True, tty=True, size=(90, 33))
 
     async def session():
@@ -386,7 +375,7 @@ def test_attach_tty_resize(shim, pod, test_images):
 
 
 def test_attach_to_an_exited_container_is_a_stream_error(shim, pod, test_images):
-    cid = start_container(shim, pod, test_images.busybox, ["true"])
+    cid = h.start_container(shim, pod, test_images.busybox, ["true"])
     rt = shim.svc.runtime
     assert rt.wait_exit(cid, 10) is not None
     with pytest.raises(StreamError, match="not running"):
@@ -401,7 +390,7 @@ def test_attach_needs_only_conmon(shim_factory, tmp_path, test_images):
     pod_cfg = h.pod_config(log_directory=str(tmp_path / "logs"))
     os.makedirs(pod_cfg.log_directory, exist_ok=True)
     pod_id = first.rt.RunPodSandbox(api.RunPodSandboxRequest(config=pod_cfg), timeout=120).pod_sandbox_id
-    cid = start_container(first, (pod_id, pod_cfg), test_images.busybox, ["sh"], stdin=True, stdin_once=True)
+    cid = h.start_container(first, (pod_id, pod_cfg), test_images.busybox, ["sh"], stdin=True, stdin_once=True)
     first.proc.kill()
     first.proc.wait()
     cfg = first.cfg
