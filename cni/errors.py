@@ -3,6 +3,16 @@
 Every failure a plugin reports leaves through :class:`CniError`; the skel
 dispatcher is the single boundary that turns it (or any unexpected exception)
 into the spec's error JSON on stdout.
+
+The spec reserves codes 1-99; 100 and up are the plugin's own.  podwire's:
+
+- 100 ``EXISTS``: an object ADD must create already exists (a kernel EEXIST,
+  or the container interface name the spec says ADD must refuse).
+- 101 ``NOT_FOUND``: a link, address or route the plugin needs is missing
+  (a kernel ENODEV or ENOENT).
+
+A busy kernel object (EBUSY) is the spec's 11, try again later.  cni/netlink.py
+is where kernel errnos become these codes.
 """
 from __future__ import annotations
 
@@ -24,6 +34,8 @@ class Code(enum.IntEnum):
     TRY_AGAIN_LATER = 11
     NOT_AVAILABLE = 50
     LIMITED_CONNECTIVITY = 51
+    EXISTS = 100  # podwire's own from here on: see the module docstring
+    NOT_FOUND = 101
     INTERNAL = 999
 
 

@@ -5,6 +5,10 @@ there from a forked child (see :func:`netns`), one socket per verb.
 
 A long-lived process (podwire-cnid) calls :func:`keep_warm` so each thread
 reuses one host socket instead of opening one per step.
+
+This module is also where a kernel refusal becomes a CNI error: callers wrap a
+request in :func:`about`, naming the object, and :func:`kernel_error` maps the
+errno (EEXIST, ENODEV, ENOENT, EBUSY; anything else is internal) to a code.
 """
 from __future__ import annotations
 
@@ -25,9 +29,13 @@ IFA_F_NODAD = 0x02
 IFA_F_TENTATIVE = 0x40
 GONE = (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)
 
-__all__ = ["NetlinkError", "GONE", "host", "netns", "netns_exists", "find_link", "index_of", "link",
-           "delete_link", "add_address", "add_route", "addresses", "family_of", "keep_warm",
+__all__ = ["NetlinkError", "GONE", "about", "kernel_error", "host", "netns", "netns_exists", "find_link",
+           "index_of", "link", "delete_link", "add_address", "add_route", "addresses", "family_of", "keep_warm",
            "batch_deletions", "delete_host_link"]
+
+# The errnos worth a code of their own (cni/errors.py documents 100 and 101).
+_CODES = {errno.EEXIST: Code.EXISTS, errno.ENODEV: Code.NOT_FOUND, errno.ENOENT: Code.NOT_FOUND,
+          errno.EBUSY: Code.TRY_AGAIN_LATER}
 
 _warm: Optional[threading.local] = None
 _batcher = None  # set by batch_deletions()
@@ -45,6 +53,21 @@ def batch_deletions(batcher) -> None:
     cni.daemon.reaper); None goes back to one request per link."""
     global _batcher
     _batcher = batcher
+
+
+def kernel_error(exc: NetlinkError, what: str, details: str = "") -> CniError:
+    """The CNI error for the kernel refusing ``what`` ("cannot add address ... to 'eth0'")."""
+    reason = os.strerror(exc.code) if exc.code else str(exc)
+    return CniError(_CODES.get(exc.code, Code.INTERNAL), f"{what}: {reason}", details)
+
+
+@contextlib.contextmanager
+def about(what: str, details: str = "") -> Iterator[None]:
+    """Requests inside fail as :func:`kernel_error` for ``what``, never as a raw NetlinkError."""
+    try:
+        yield
+    except NetlinkError as exc:
+        raise kernel_error(exc, what, details) from None
 
 
 @contextlib.contextmanager
@@ -117,7 +140,7 @@ def find_link(ipr: IPRoute, name: str):
     except NetlinkError as exc:
         if exc.code in GONE:
             return None
-        raise
+        raise kernel_error(exc, f"cannot look up link {name!r}") from None
 
 
 def index_of(ipr: IPRoute, name: str) -> Optional[int]:
@@ -139,7 +162,7 @@ def delete_link(ipr: IPRoute, name: str) -> bool:
     except NetlinkError as exc:
         if exc.code in GONE:
             return False
-        raise
+        raise kernel_error(exc, f"cannot delete link {name!r}") from None
     return True
 
 

@@ -32,10 +32,9 @@ def _add(args: CmdArgs, conf, ns) -> dict:
         leased = ipam_result.get("ips", [])
         ips = [dict(ip) for ip in leased]
         bridge_index, bridge_mac = (bridge.ensure_bridge(conf) if conf.mode == "bridge" else (0, ""))
-        pair = veth.create(ns, args.netns, host_name, args.ifname, mtu=conf.mtu, mac=conf.mac,
+        pair = veth.create(ns, args.netns, host_name, args.ifname, undo, mtu=conf.mtu, mac=conf.mac,
                            alias=host_alias(conf.name, args.container_id, args.ifname),
                            routed=conf.mode == "routed")
-        undo.callback(veth.delete_host_end, host_name)
         routes = _host_side(conf, bridge_index, pair, ips, ipam_result.get("routes", []))
         pod.configure(conf, ns, pair, ips, routes)
         _firewall(conf, key, pair, leased, undo)

@@ -59,15 +59,20 @@ def configure(conf: NetConf, ns, pair: Pair, ips: list[dict], routes: list[dict]
     """Bring the pod interface up with its addresses and routes (all-or-nothing is the
     caller's: deleting the veth undoes everything done here).  ``ns``: an IPRoute in
     the pod's namespace."""
-    index = pair.container_index
-    ns.link("set", index=index, state="up")
+    index, name = pair.container_index, pair.container_name
+    with netlink.about(f"cannot bring up pod interface {name!r}"):
+        ns.link("set", index=index, state="up")
     for ip in ips:
-        netlink.add_address(ns, index, ip["address"], nodad=not conf.enable_dad)
+        with netlink.about(f"cannot add address {ip['address']} to pod interface {name!r}"):
+            netlink.add_address(ns, index, ip["address"], nodad=not conf.enable_dad)
     if conf.mode == "routed":
-        _routed_gateways(ns, index, pair.host_mac, ips)
+        with netlink.about(f"cannot add the link-local gateway on pod interface {name!r}"):
+            _routed_gateways(ns, index, pair.host_mac, ips)
     for route in routes:
         extra = {k: route[k] for k in ("priority", "table") if route.get(k)}
-        netlink.add_route(ns, route["dst"], gateway=route.get("gw", ""), index=index, **extra)
+        via = f" via {route['gw']}" if route.get("gw") else ""
+        with netlink.about(f"cannot add route {route['dst']}{via} on pod interface {name!r}"):
+            netlink.add_route(ns, route["dst"], gateway=route.get("gw", ""), index=index, **extra)
     if conf.enable_dad:
         _wait_for_dad(ns, index)
 

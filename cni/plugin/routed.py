@@ -14,7 +14,9 @@ def add_host_routes(host_index: int, ips: list[dict]) -> None:
     with netlink.host() as ipr:
         for ip in ips:
             addr = ipaddress.ip_interface(ip["address"]).ip
-            netlink.add_route(ipr, f"{addr}/{addr.max_prefixlen}", index=host_index,
-                              scope=_RT_SCOPE_LINK if addr.version == 4 else 0)
+            with netlink.about(f"cannot add host route {addr}/{addr.max_prefixlen} to host veth "
+                               f"index {host_index}"):
+                netlink.add_route(ipr, f"{addr}/{addr.max_prefixlen}", index=host_index,
+                                  scope=_RT_SCOPE_LINK if addr.version == 4 else 0)
             versions.add(addr.version)
     enable_forwarding(4 in versions, 6 in versions)

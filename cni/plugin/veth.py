@@ -1,8 +1,8 @@
 """The veth pair: host end in the host namespace, pod end named CNI_IFNAME in the pod."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import errno
 import os
 
 from .. import netlink
@@ -23,7 +23,7 @@ def ensure_ifname_free(ns, netns_path: str, ifname: str) -> None:
     """The spec's ADD: 'error if the name exists' — checked before any side effect.
     ``ns``: an IPRoute in the pod's namespace (netlink.netns)."""
     if netlink.find_link(ns, ifname) is not None:
-        raise CniError(Code.INTERNAL, f"container interface {ifname!r} already exists",
+        raise CniError(Code.EXISTS, f"container interface {ifname!r} already exists",
                        f"in netns {netns_path}")
 
 
@@ -33,10 +33,11 @@ def remove_stale_host_end(host_name: str) -> None:
     netlink.delete_host_link(host_name)
 
 
-def create(ns, netns_path: str, host_name: str, ifname: str, *, mtu: int, mac: str, alias: str,
-           routed: bool) -> Pair:
+def create(ns, netns_path: str, host_name: str, ifname: str, undo: contextlib.ExitStack, *,
+           mtu: int, mac: str, alias: str, routed: bool) -> Pair:
     """Create the pair in one netlink request: the peer is born inside the pod netns.
-    ``ns``: an IPRoute in that namespace."""
+    Its delete goes on ``undo`` the moment the pair exists, before any later step can
+    fail.  ``ns``: an IPRoute in that namespace."""
     fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         peer = {"ifname": ifname, "net_ns_fd": fd}
@@ -48,15 +49,14 @@ def create(ns, netns_path: str, host_name: str, ifname: str, *, mtu: int, mac: s
         if mtu:
             spec["mtu"] = mtu
         with netlink.host() as ipr:
-            try:
+            with netlink.about(f"cannot create veth {host_name!r} with pod end {ifname!r}",
+                               f"pod end in netns {netns_path}"):
                 ipr.link("add", **spec)
-            except netlink.NetlinkError as exc:
-                if exc.code == errno.EEXIST:
-                    raise CniError(Code.INTERNAL, f"interface {ifname!r} or {host_name!r} already exists") from None
-                raise
+            undo.callback(delete_host_end, host_name)
             host = netlink.find_link(ipr, host_name)  # index and MAC in one request
             _host_end_ipv6(host_name, routed)
-            ipr.link("set", index=host["index"], ifalias=alias, state="up")
+            with netlink.about(f"cannot bring up host veth {host_name!r}"):
+                ipr.link("set", index=host["index"], ifalias=alias, state="up")
     finally:
         os.close(fd)
     pod = netlink.find_link(ns, ifname)
