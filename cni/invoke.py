@@ -5,7 +5,6 @@ Standard library only.
 """
 from __future__ import annotations
 
-import contextvars
 import json
 import os
 import subprocess
@@ -14,10 +13,6 @@ from typing import Mapping, Optional, Sequence
 from .errors import CniError, Code
 
 DEFAULT_TIMEOUT = 60.0
-# The environment a delegated plugin inherits: ours, unless podwire-cnid serves a
-# request and sets the requesting executable's (so PATH etc. match standalone).
-CALLER_ENVIRON: contextvars.ContextVar[Optional[Mapping[str, str]]] = \
-    contextvars.ContextVar("caller_environ", default=None)
 
 
 def find_plugin(plugin_type: str, paths: Sequence[str]) -> str:
@@ -32,13 +27,15 @@ def find_plugin(plugin_type: str, paths: Sequence[str]) -> str:
 
 
 def exec_plugin(path: str, env: Mapping[str, str], stdin: bytes,
-                timeout: Optional[float] = DEFAULT_TIMEOUT) -> Optional[dict]:
+                timeout: Optional[float] = DEFAULT_TIMEOUT,
+                caller_environ: Optional[Mapping[str, str]] = None) -> Optional[dict]:
     """Run one plugin; its JSON result, or None when it printed nothing.
 
     A failing plugin's error JSON becomes a :class:`CniError` carrying the
-    plugin's own code and message.
+    plugin's own code and message.  The plugin inherits ``caller_environ`` (podwire-cnid
+    passes the requesting executable's, so PATH etc. match standalone), else ours.
     """
-    base = CALLER_ENVIRON.get() or os.environ
+    base = caller_environ or os.environ
     full_env = {k: v for k, v in base.items() if not k.startswith("CNI_")}
     full_env.update(env)
     try:

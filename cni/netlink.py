@@ -3,8 +3,9 @@
 A pod's namespace is never entered by our threads: pyroute2 opens the socket
 there from a forked child (see :func:`netns`), one socket per verb.
 
-A long-lived process (podwire-cnid) calls :func:`keep_warm` so each thread
-reuses one host socket instead of opening one per step.
+Every function that opens a socket takes the verb's :class:`~cni.context.Context`:
+podwire-cnid's keeps one host socket per thread (:class:`WarmSockets`), opens
+pod-namespace sockets through its broker and batches link deletions.
 
 This module is also where a kernel refusal becomes a CNI error: callers wrap a
 request in :func:`about`, naming the object, and :func:`kernel_error` maps the
@@ -23,6 +24,7 @@ from typing import Iterator, Optional
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from .context import Context
 from .errors import CniError, Code
 
 IFA_F_NODAD = 0x02
@@ -30,30 +32,12 @@ IFA_F_TENTATIVE = 0x40
 GONE = (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)
 
 __all__ = ["NetlinkError", "GONE", "about", "kernel_error", "host", "netns", "netns_exists", "find_link",
-           "index_of", "link", "delete_link", "add_address", "add_route", "addresses", "family_of", "keep_warm",
-           "batch_deletions", "delete_host_link"]
+           "index_of", "link", "delete_link", "add_address", "add_route", "addresses", "family_of", "WarmSockets",
+           "delete_host_link"]
 
 # The errnos worth a code of their own (cni/errors.py documents 100 and 101).
 _CODES = {errno.EEXIST: Code.EXISTS, errno.ENODEV: Code.NOT_FOUND, errno.ENOENT: Code.NOT_FOUND,
           errno.EBUSY: Code.TRY_AGAIN_LATER}
-
-_warm: Optional[threading.local] = None
-_batcher = None  # set by batch_deletions()
-_socket_opener = None  # set by open_sockets_with()
-
-
-def keep_warm() -> None:
-    """From now on each thread keeps one host socket open between calls."""
-    global _warm
-    _warm = threading.local()
-
-
-def batch_deletions(batcher) -> None:
-    """Route :func:`delete_host_link` through ``batcher.delete(name)`` (see
-    cni.daemon.reaper); None goes back to one request per link."""
-    global _batcher
-    _batcher = batcher
-
 
 def kernel_error(exc: NetlinkError, what: str, details: str = "") -> CniError:
     """The CNI error for the kernel refusing ``what`` ("cannot add address ... to 'eth0'")."""
@@ -70,49 +54,56 @@ def about(what: str, details: str = "") -> Iterator[None]:
         raise kernel_error(exc, what, details) from None
 
 
-@contextlib.contextmanager
-def host() -> Iterator[IPRoute]:
-    if _warm is None:
-        ipr = IPRoute()
+class WarmSockets:
+    """Host sockets kept open between uses, one per thread (podwire-cnid's workers): each
+    verb of a burst would otherwise open and close its own."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[IPRoute]:
+        # Taken while in use, so a nested open() makes its own socket.
+        ipr, self._local.ipr = getattr(self._local, "ipr", None) or IPRoute(), None
         try:
             yield ipr
-        finally:
-            ipr.close()
+        except BaseException:
+            ipr.close()  # an interrupted request may have left replies unread
+            raise
+        self._local.ipr = ipr
+
+
+@contextlib.contextmanager
+def host(ctx: Context) -> Iterator[IPRoute]:
+    """A netlink socket in the host namespace: the context's warm one, else a fresh one."""
+    if ctx.host_sockets is not None:
+        with ctx.host_sockets.open() as ipr:
+            yield ipr
         return
-    # Taken while in use, so a nested host() opens its own socket.
-    ipr, _warm.ipr = getattr(_warm, "ipr", None) or IPRoute(), None
+    ipr = IPRoute()
     try:
         yield ipr
-    except BaseException:
-        ipr.close()  # an interrupted request may have left replies unread
-        raise
-    _warm.ipr = ipr
+    finally:
+        ipr.close()
 
 
-def open_sockets_with(opener) -> None:
-    """Let ``opener.open_socket(ns_fd)`` make pod-namespace sockets (the daemon's
-    single-threaded broker, cni.daemon.nsbroker); None goes back to pyroute2's fork."""
-    global _socket_opener
-    _socket_opener = opener
-
-
-def _brokered(fd: int, path: str) -> Optional[IPRoute]:
-    if _socket_opener is None:
+def _brokered(ctx: Context, fd: int, path: str) -> Optional[IPRoute]:
+    if ctx.ns_sockets is None:
         return None
     try:
-        sock = _socket_opener.open_socket(fd)
+        sock = ctx.ns_sockets.open_socket(fd)
     except OSError as exc:
         raise CniError(Code.INVALID_NETNS, "cannot open a socket in netns", f"{path}: {exc}") from None
     return IPRoute(use_socket=sock) if sock is not None else None
 
 
 @contextlib.contextmanager
-def netns(path: str) -> Iterator[IPRoute]:
+def netns(ctx: Context, path: str) -> Iterator[IPRoute]:
     """An IPRoute bound to the namespace at ``path`` (which must exist).
 
     pyroute2 opens the socket in a forked child that does the setns() and hands
-    the fd back (the daemon uses its single-threaded broker for the same), so no
-    thread of ours -- in the long-lived daemon least of all -- ever switches namespace.
+    the fd back (podwire-cnid's context has its single-threaded broker do the same), so
+    no thread of ours -- in the long-lived daemon least of all -- ever switches namespace.
     Passing our own fd (not the path) pins the namespace for the call and keeps pyroute2
     from *creating* one (its default flags include O_CREAT)."""
     try:
@@ -120,7 +111,7 @@ def netns(path: str) -> Iterator[IPRoute]:
     except FileNotFoundError:
         raise CniError(Code.INVALID_NETNS, "netns does not exist", path) from None
     try:
-        ipr = _brokered(fd, path) or IPRoute(netns=fd)
+        ipr = _brokered(ctx, fd, path) or IPRoute(netns=fd)
     finally:
         os.close(fd)
     try:
@@ -166,11 +157,12 @@ def delete_link(ipr: IPRoute, name: str) -> bool:
     return True
 
 
-def delete_host_link(name: str) -> bool:
-    """Delete a host link by name; False if it was already gone."""
-    if _batcher is not None:
-        return _batcher.delete(name)
-    with host() as ipr:
+def delete_host_link(ctx: Context, name: str) -> bool:
+    """Delete a host link by name (through the context's batcher, if it has one); False if
+    it was already gone."""
+    if ctx.link_deleter is not None:
+        return ctx.link_deleter.delete(name)
+    with host(ctx) as ipr:
         return delete_link(ipr, name)
 
 

@@ -17,6 +17,7 @@ import traceback
 from typing import Callable, Mapping, Optional, TextIO
 
 from . import version
+from .context import STANDALONE, Context
 from .errors import CniError, Code, invalid_env
 
 CONTAINER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -50,6 +51,8 @@ class CmdArgs:
     path: list = dataclasses.field(default_factory=list)
     config: dict = dataclasses.field(default_factory=dict)
     stdin_data: bytes = b""
+    # How the verb reaches the kernel and the stores (cni/context.py); not from CNI_*.
+    context: Context = STANDALONE
 
     @property
     def cni_version(self) -> str:
@@ -84,8 +87,8 @@ class Verbs:
 
 
 def dispatch(verbs: Verbs, env: Mapping[str, str], stdin, stdout: TextIO,
-             stderr: TextIO = sys.stderr) -> int:
-    """Run one CNI invocation; returns the process exit code."""
+             stderr: TextIO = sys.stderr, context: Context = STANDALONE) -> int:
+    """Run one CNI invocation in ``context``; returns the process exit code."""
     cni_version = version.CURRENT
     try:
         command = env.get("CNI_COMMAND", "")
@@ -96,7 +99,7 @@ def dispatch(verbs: Verbs, env: Mapping[str, str], stdin, stdout: TextIO,
             info = version.version_info()
             stdout.write(json.dumps({**info, "cniVersion": cni_version}))
             return 0
-        args = parse_env(command, env, data, config)
+        args = dataclasses.replace(parse_env(command, env, data, config), context=context)
         result = _run(verbs, args)
         if result is not None:
             stdout.write(json.dumps(version.convert(result, args.cni_version)))

@@ -109,8 +109,9 @@ def network(cni_bin, bridge_name, tmp_path):
     # Belt and braces: remove this network's host veths and firewall rules even if a
     # test failed before its own DEL.
     from cni.plugin import firewall
-    from cni.plugin.gc import _remove_stale_links
-    _remove_stale_links(net.name, set())
+    from cni.context import STANDALONE
+    from cni.plugin.gc import remove_stale_links
+    remove_stale_links(STANDALONE, net.name, set())
     firewall.gc(net.name, set())
 
 

@@ -171,7 +171,8 @@ class Topology:
             _ip("netns", "del", name, check=False)
         self.agent.close()
         from cni.plugin import firewall
-        from cni.plugin.gc import _remove_stale_links
-        _remove_stale_links(self.network.name, set())
+        from cni.context import STANDALONE
+        from cni.plugin.gc import remove_stale_links
+        remove_stale_links(STANDALONE, self.network.name, set())
         firewall.gc(self.network.name, set())
         _ip("link", "del", self.network.bridge, check=False)

@@ -16,9 +16,10 @@ import _socket
 
 from . import wire
 
-DEFAULT_SOCKET = "/run/podwire/cni.sock"
-SOCKET_ENV = b"PODWIRE_CNID_SOCKET"  # "" disables the daemon (set for plugins it execs)
-TIMEOUT_ENV = b"PODWIRE_CNI_TIMEOUT"  # seconds; the daemon's default applies when unset
+from .wire import DEFAULT_SOCKET, SOCKET_ENV, TIMEOUT_ENV
+
+# The executables this client starts, by name: the module whose VERBS each runs, imported
+# only when it must run in process.  (podwire-cnid's own registry is cni/daemon/registry.py.)
 PLUGINS = {"podwire": "cni.plugin.main", "podwire-ipam": "cni.ipam.main"}
 
 _LOST = object()  # the daemon took the request and went away without answering

@@ -17,9 +17,10 @@ import logging
 import time
 from typing import Optional, Protocol
 
-from .. import invoke, skel
+from .. import skel
+from ..context import Context
 from ..errors import CniError, Code
-from .client import PLUGINS, SOCKET_ENV, verbs_of
+from .wire import SOCKET_ENV
 from .health import Health
 from .locks import KeyedLocks
 
@@ -55,12 +56,13 @@ class Client(Protocol):
 
 
 class Handler:
-    def __init__(self, health: Health, default_timeout: float = 120.0,
-                 plugins: Optional[dict[str, skel.Verbs]] = None) -> None:
+    def __init__(self, health: Health, plugins: dict[str, skel.Verbs], context: Context,
+                 default_timeout: float = 120.0) -> None:
+        """``plugins``: the verbs served, by executable name; ``context``: what they run in."""
         self.health = health
+        self.context = context
         self.default_timeout = default_timeout
         self.locks = KeyedLocks()
-        plugins = plugins or {name: verbs_of(name) for name in PLUGINS}
         self.verbs = {name: self._reporting_health(verbs) for name, verbs in plugins.items()}
 
     def handle(self, req: Request, client: Client) -> bool:
@@ -101,11 +103,8 @@ class Handler:
         stdout, stderr = io.StringIO(), io.StringIO()
         # Plugins we exec get the caller's environment -- minus the daemon, which is busy
         # with this very container and would deadlock on its lock.
-        token = invoke.CALLER_ENVIRON.set({**env, SOCKET_ENV.decode(): ""})
-        try:
-            code = skel.dispatch(verbs, env, io.BytesIO(req.stdin), stdout, stderr)
-        finally:
-            invoke.CALLER_ENVIRON.reset(token)
+        context = self.context.for_caller({**env, SOCKET_ENV.decode(): ""})
+        code = skel.dispatch(verbs, env, io.BytesIO(req.stdin), stdout, stderr, context)
         return Answer(code, stdout.getvalue().encode(), stderr.getvalue().encode())
 
     def undo(self, req: Request, verbs: skel.Verbs, why: str) -> None:

@@ -17,11 +17,13 @@ import threading
 import tomllib
 
 from .. import netlink
-from ..ipam import nodecidr, stores
+from ..context import Context
+from ..ipam import nodecidr
 from ..ipam.cached import StoreCache
 from . import wire
-from .client import DEFAULT_SOCKET
+from .wire import DEFAULT_SOCKET
 from .handler import HEALTH, Handler
+from .registry import PLUGINS
 from .health import Health
 from .nsbroker import NsBroker
 from .podcidr import PodCidrs
@@ -76,17 +78,18 @@ def serve(opts: argparse.Namespace) -> int:
     # often while holding an IPAM flock others queue on.  A short switch interval (default
     # 5 ms) hands the GIL over sooner; measured: 50 concurrent ADDs ~25% faster.
     sys.setswitchinterval(0.0005)
-    netlink.keep_warm()
+    sockets = netlink.WarmSockets()
     broker = NsBroker()  # started before any thread of ours exists
-    netlink.open_sockets_with(broker)
-    netlink.batch_deletions(Reaper())
-    stores.use(StoreCache().locked)
+    # Every request's verbs run in this context (cni/context.py): the executables' defaults
+    # are a fresh socket per use, pyroute2's fork, deletions in line and the disk store.
+    context = Context(host_sockets=sockets, ns_sockets=broker, link_deleter=Reaper(sockets),
+                      open_store=StoreCache().locked)
     _import_verbs()
     health = Health()
     cidrs = PodCidrs(opts.pod_cidrs_file, opts.pod_cidrs, opts.node_name,
                      api_factory=lambda: _kube_api(opts.kubeconfig))
     health.checks.append(cidrs.problem)
-    server = Server(opts.socket, Handler(health, opts.request_timeout), opts.workers)
+    server = Server(opts.socket, Handler(health, PLUGINS, context, opts.request_timeout), opts.workers)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -97,7 +100,6 @@ def serve(opts: argparse.Namespace) -> int:
     _notify_systemd(b"STOPPING=1")
     server.stop()
     cidrs.stop()
-    netlink.open_sockets_with(None)
     broker.close()
     return 0
 

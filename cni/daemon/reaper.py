@@ -32,14 +32,17 @@ class _Batch:
 
 
 class Reaper:
-    def __init__(self) -> None:
+    """A context's link deleter (cni/context.py); ``sockets``: where its host sockets come from."""
+
+    def __init__(self, sockets: netlink.WarmSockets) -> None:
+        self._sockets = sockets
         self._mutex = threading.Lock()     # the open batch, and tagging links into it
         self._deleting = threading.Lock()  # one group deletion at a time
         self._open = _Batch()
 
     def delete(self, name: str) -> bool:
         """Delete the host link ``name``; False if it was already gone."""
-        with netlink.host() as ipr:
+        with self._sockets.open() as ipr:
             with self._mutex:  # tag while the batch is open: it cannot be deleted under us
                 batch = self._open
                 index = netlink.index_of(ipr, name)

@@ -15,6 +15,10 @@ DECLINED: the daemon cannot serve this caller identically (e.g. another
 network namespace); the client runs the request in process.
 """
 
+DEFAULT_SOCKET = "/run/podwire/cni.sock"
+SOCKET_ENV = b"PODWIRE_CNID_SOCKET"  # "" disables the daemon (set for plugins it execs)
+TIMEOUT_ENV = b"PODWIRE_CNI_TIMEOUT"  # seconds; the daemon's default applies when unset
+
 REQUEST = b"PWC1"
 ANSWER = b"PWA1"
 ACK = b"K"

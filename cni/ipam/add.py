@@ -14,7 +14,7 @@ def cmd_add(args: CmdArgs) -> dict:
     # Read resolv.conf before allocating: a bad path must not cost a lease.
     dns = config.parse_resolv_conf(conf.resolv_conf) if conf.resolv_conf else None
     owner = Attachment(args.container_id, args.ifname)
-    with stores.locked(conf.store_dir) as store:
+    with stores.locked(args.context, conf.store_dir) as store:
         allocs = allocator.allocate(store, conf.range_sets, owner, conf.requested)
     return build_result(allocs, conf, dns)
 

@@ -20,7 +20,7 @@ def cmd_check(args: CmdArgs) -> None:
     if not os.path.isdir(conf.store_dir):
         raise CniError(Code.INTERNAL, f"{owner} holds no address: no IPAM store {conf.store_dir}")
     ips = prev_result_ips(args.config)
-    with stores.locked(conf.store_dir) as store:
+    with stores.locked(args.context, conf.store_dir) as store:
         allocator.verify(store, conf.range_sets, owner, ips)
     return None
 

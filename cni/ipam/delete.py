@@ -16,6 +16,6 @@ def cmd_del(args: CmdArgs) -> None:
     path = config.store_dir(args.config)
     if not os.path.isdir(path):
         return None
-    with stores.locked(path) as store:
+    with stores.locked(args.context, path) as store:
         allocator.release(store, Attachment(args.container_id, args.ifname))
     return None

@@ -17,7 +17,7 @@ def cmd_gc(args: CmdArgs) -> None:
     path = config.store_dir(args.config)
     if not os.path.isdir(path):
         return None
-    with stores.locked(path) as store:
+    with stores.locked(args.context, path) as store:
         _, errors = allocator.collect_garbage(store, valid)
         store.rebuild_index()  # a full scan is fine here: also drops stale index entries
     if errors:

@@ -17,7 +17,7 @@ def cmd_status(args: CmdArgs) -> None:
             raise
         raise CniError(Code.NOT_AVAILABLE, err.msg, err.details) from None
     try:
-        with stores.locked(conf.store_dir) as store:
+        with stores.locked(args.context, conf.store_dir) as store:
             if not os.access(conf.store_dir, os.W_OK):
                 raise CniError(Code.NOT_AVAILABLE, f"IPAM store {conf.store_dir} is not writable")
             full = [s for i, s in enumerate(conf.range_sets) if not allocator.has_free(store, i, s)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 
 from .. import netlink
+from ..context import Context
 from ..skel import CmdArgs
 from . import bridge, config, firewall, ipam, netpol, pod, result, routed, veth
 from .naming import attachment_key, host_alias, host_veth_name
@@ -17,25 +18,26 @@ from .pod import ROUTED_GW4, ROUTED_GW6
 
 def add(args: CmdArgs) -> dict:
     conf = config.parse(args.config, args.args)
-    with netlink.netns(args.netns) as ns:  # one socket in the pod's namespace for every step
+    with netlink.netns(args.context, args.netns) as ns:  # one socket in the pod's namespace for every step
         return _add(args, conf, ns)
 
 
 def _add(args: CmdArgs, conf, ns) -> dict:
+    ctx = args.context
     host_name = host_veth_name(args.container_id, args.ifname)
     key = attachment_key(conf.name, args.container_id, args.ifname)
     veth.ensure_ifname_free(ns, args.netns, args.ifname)
-    veth.remove_stale_host_end(host_name)
+    veth.remove_stale_host_end(ctx, host_name)
     with contextlib.ExitStack() as undo:
         ipam_result = ipam.run("ADD", args) or {}
         undo.callback(ipam.run, "DEL", args)
         leased = ipam_result.get("ips", [])
         ips = [dict(ip) for ip in leased]
-        bridge_index, bridge_mac = (bridge.ensure_bridge(conf) if conf.mode == "bridge" else (0, ""))
-        pair = veth.create(ns, args.netns, host_name, args.ifname, undo, mtu=conf.mtu, mac=conf.mac,
+        bridge_index, bridge_mac = (bridge.ensure_bridge(ctx, conf) if conf.mode == "bridge" else (0, ""))
+        pair = veth.create(ctx, ns, args.netns, host_name, args.ifname, undo, mtu=conf.mtu, mac=conf.mac,
                            alias=host_alias(conf.name, args.container_id, args.ifname),
                            routed=conf.mode == "routed")
-        routes = _host_side(conf, bridge_index, pair, ips, ipam_result.get("routes", []))
+        routes = _host_side(ctx, conf, bridge_index, pair, ips, ipam_result.get("routes", []))
         pod.configure(conf, ns, pair, ips, routes)
         _firewall(conf, key, pair, leased, undo)
         netpol.register(args, host_name, ips, undo)  # policy programs on before the pod runs
@@ -45,18 +47,18 @@ def _add(args: CmdArgs, conf, ns) -> dict:
     return out
 
 
-def _host_side(conf, bridge_index: int, pair, ips: list[dict], ipam_routes: list[dict]) -> list[dict]:
+def _host_side(ctx: Context, conf, bridge_index: int, pair, ips: list[dict], ipam_routes: list[dict]) -> list[dict]:
     """Host end of the pair; returns the pod's routes for this mode."""
     if conf.mode == "routed":
-        routed.add_host_routes(pair.host_index, ips)
+        routed.add_host_routes(ctx, pair.host_index, ips)
         routes = pod.routed_routes(ips, ipam_routes)
         for ip in ips:  # what the pod really has: a host address behind a link-local gateway
             ip["address"] = pod.host_prefix(ip["address"])
             ip["gateway"] = ROUTED_GW4 if ":" not in ip["address"] else ROUTED_GW6
         return routes
-    bridge.attach_port(conf, bridge_index, pair.host_index)
+    bridge.attach_port(ctx, conf, bridge_index, pair.host_index)
     if conf.is_gateway:
-        bridge.set_gateways(conf, bridge_index, ips)
+        bridge.set_gateways(ctx, conf, bridge_index, ips)
     return pod.bridge_routes(conf, ips, ipam_routes)
 
 

@@ -5,6 +5,7 @@ import errno
 import ipaddress
 
 from .. import netlink
+from ..context import Context
 from ..errors import CniError, Code, invalid_config
 from .config import NetConf
 from .sysctl import enable_forwarding
@@ -14,9 +15,9 @@ _IFF_UP = 0x1
 _IFF_PROMISC = 0x100
 
 
-def ensure_bridge(conf: NetConf) -> tuple[int, str]:
+def ensure_bridge(ctx: Context, conf: NetConf) -> tuple[int, str]:
     """Create the bridge if needed (shared by every pod, never undone); (index, mac)."""
-    with netlink.host() as ipr:
+    with netlink.host(ctx) as ipr:
         bridge = netlink.find_link(ipr, conf.bridge) or _create(ipr, conf)
         index = bridge["index"]
         info = bridge.get(("IFLA_LINKINFO", "IFLA_INFO_KIND"))
@@ -58,10 +59,10 @@ def _create(ipr, conf: NetConf):
     return bridge
 
 
-def set_gateways(conf: NetConf, bridge_index: int, ips: list[dict]) -> None:
+def set_gateways(ctx: Context, conf: NetConf, bridge_index: int, ips: list[dict]) -> None:
     """isGateway: the IPAM gateway of each family on the bridge, forwarding on."""
     families = set()
-    with netlink.host() as ipr:
+    with netlink.host(ctx) as ipr:
         current = netlink.addresses(ipr, bridge_index)
         for ip in ips:
             gateway = ip.get("gateway")
@@ -88,8 +89,8 @@ def _ensure_gateway(ipr, conf: NetConf, index: int, current: list[str], wanted: 
         netlink.add_address(ipr, index, wanted, nodad=not conf.enable_dad, exist_ok=True)
 
 
-def attach_port(conf: NetConf, bridge_index: int, host_index: int) -> None:
-    with netlink.host() as ipr:
+def attach_port(ctx: Context, conf: NetConf, bridge_index: int, host_index: int) -> None:
+    with netlink.host(ctx) as ipr:
         ipr.link("set", index=host_index, master=bridge_index)
         if conf.hairpin_mode:
             ipr.brport("set", index=host_index, mode=1)

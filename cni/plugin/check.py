@@ -38,7 +38,7 @@ def _fail(msg: str, details: str = "") -> CniError:
 
 
 def _check_pod(args: CmdArgs, iface: dict, prev: dict) -> None:
-    with netlink.netns(args.netns) as ns:
+    with netlink.netns(args.context, args.netns) as ns:
         index = netlink.index_of(ns, args.ifname)
         if index is None:
             raise _fail(f"interface {args.ifname!r} not found in {args.netns}")
@@ -67,7 +67,7 @@ def _check_routes(ns, routes: list[dict]) -> None:
 
 def _check_host(conf, args: CmdArgs) -> None:
     name = host_veth_name(args.container_id, args.ifname)
-    with netlink.host() as ipr:
+    with netlink.host(args.context) as ipr:
         index = netlink.index_of(ipr, name)
         if index is None:
             raise _fail(f"host veth {name} not found")

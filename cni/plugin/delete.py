@@ -37,10 +37,10 @@ def _remove_rules(conf, key: str) -> None:
 
 
 def _remove_links(args: CmdArgs) -> None:
-    if veth.delete_host_end(host_veth_name(args.container_id, args.ifname)):
+    if veth.delete_host_end(args.context, host_veth_name(args.container_id, args.ifname)):
         return  # the pod end went with it
     if netlink.netns_exists(args.netns):
         # No host end (e.g. the host side was cleaned by hand): remove the pod end if it
         # is still there, so a later ADD with the same ifname succeeds.
-        with netlink.netns(args.netns) as ns:
+        with netlink.netns(args.context, args.netns) as ns:
             netlink.delete_link(ns, args.ifname)

@@ -7,6 +7,7 @@ past errors, as the spec asks, and reports the first one at the end.
 from __future__ import annotations
 
 from .. import netlink
+from ..context import Context
 from ..errors import invalid_config
 from ..skel import CmdArgs
 from . import config, firewall, ipam
@@ -29,7 +30,7 @@ def gc(args: CmdArgs) -> None:
     conf = config.parse(args.config, args.args)
     valid = valid_attachments(args.config)
     errors: list[Exception] = []
-    for step in (lambda: _remove_stale_links(conf.name, valid),
+    for step in (lambda: remove_stale_links(args.context, conf.name, valid),
                  lambda: firewall.gc(conf.name, {attachment_key(conf.name, c, i) for c, i in valid}),
                  lambda: ipam.run("GC", args)):
         try:
@@ -40,8 +41,9 @@ def gc(args: CmdArgs) -> None:
         raise errors[0]
 
 
-def _remove_stale_links(network: str, valid: set[tuple[str, str]]) -> None:
-    with netlink.host() as ipr:
+def remove_stale_links(ctx: Context, network: str, valid: set[tuple[str, str]]) -> None:
+    """Delete this network's host veths whose attachment is not in ``valid``."""
+    with netlink.host(ctx) as ipr:
         for link in ipr.link("dump"):
             owner = parse_alias(link.get("IFLA_IFALIAS") or "")
             if owner and owner[0] == network and owner[1:] not in valid:

@@ -24,5 +24,6 @@ def run(command: str, args: CmdArgs) -> Optional[dict]:
         verb = VERBS.get(command)
         return verb(call) if verb else None
     env = {**call.env(), "CNI_COMMAND": command}
-    result = invoke.exec_plugin(invoke.find_plugin(ipam_type, args.path), env, args.stdin_data)
+    result = invoke.exec_plugin(invoke.find_plugin(ipam_type, args.path), env, args.stdin_data,
+                                caller_environ=args.context.caller_environ)
     return version.to_current(result) if (command == "ADD" and result) else None

@@ -4,14 +4,15 @@ from __future__ import annotations
 import ipaddress
 
 from .. import netlink
+from ..context import Context
 from .sysctl import enable_forwarding
 
 _RT_SCOPE_LINK = 253
 
 
-def add_host_routes(host_index: int, ips: list[dict]) -> None:
+def add_host_routes(ctx: Context, host_index: int, ips: list[dict]) -> None:
     versions = set()
-    with netlink.host() as ipr:
+    with netlink.host(ctx) as ipr:
         for ip in ips:
             addr = ipaddress.ip_interface(ip["address"]).ip
             with netlink.about(f"cannot add host route {addr}/{addr.max_prefixlen} to host veth "

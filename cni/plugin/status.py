@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from .. import netlink
+from ..context import Context
 from ..errors import CniError, Code
 from ..skel import CmdArgs
 from . import config, ipam
@@ -14,12 +15,12 @@ def status(args: CmdArgs) -> None:
     if os.geteuid() != 0:
         raise CniError(Code.NOT_AVAILABLE, "podwire needs root (CAP_NET_ADMIN) to wire pods")
     if conf.mode == "bridge":
-        _bridge_usable(conf)
+        _bridge_usable(args.context, conf)
     ipam.run("STATUS", args)
 
 
-def _bridge_usable(conf) -> None:
-    with netlink.host() as ipr:
+def _bridge_usable(ctx: Context, conf) -> None:
+    with netlink.host(ctx) as ipr:
         index = netlink.index_of(ipr, conf.bridge)
         if index is None:
             return  # ADD will create it

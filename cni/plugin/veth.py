@@ -6,6 +6,7 @@ import dataclasses
 import os
 
 from .. import netlink
+from ..context import Context
 from ..errors import CniError, Code
 
 
@@ -27,13 +28,13 @@ def ensure_ifname_free(ns, netns_path: str, ifname: str) -> None:
                        f"in netns {netns_path}")
 
 
-def remove_stale_host_end(host_name: str) -> None:
+def remove_stale_host_end(ctx: Context, host_name: str) -> None:
     """A host veth with our deterministic name but no live pod end is a leftover of a
     crashed ADD for this very attachment: remove it so the name can be reused."""
-    netlink.delete_host_link(host_name)
+    netlink.delete_host_link(ctx, host_name)
 
 
-def create(ns, netns_path: str, host_name: str, ifname: str, undo: contextlib.ExitStack, *,
+def create(ctx: Context, ns, netns_path: str, host_name: str, ifname: str, undo: contextlib.ExitStack, *,
            mtu: int, mac: str, alias: str, routed: bool) -> Pair:
     """Create the pair in one netlink request: the peer is born inside the pod netns.
     Its delete goes on ``undo`` the moment the pair exists, before any later step can
@@ -48,11 +49,11 @@ def create(ns, netns_path: str, host_name: str, ifname: str, undo: contextlib.Ex
         spec = {"ifname": host_name, "kind": "veth", "peer": peer}
         if mtu:
             spec["mtu"] = mtu
-        with netlink.host() as ipr:
+        with netlink.host(ctx) as ipr:
             with netlink.about(f"cannot create veth {host_name!r} with pod end {ifname!r}",
                                f"pod end in netns {netns_path}"):
                 ipr.link("add", **spec)
-            undo.callback(delete_host_end, host_name)
+            undo.callback(delete_host_end, ctx, host_name)
             host = netlink.find_link(ipr, host_name)  # index and MAC in one request
             _host_end_ipv6(host_name, routed)
             with netlink.about(f"cannot bring up host veth {host_name!r}"):
@@ -78,6 +79,6 @@ def _host_end_ipv6(name: str, routed: bool) -> None:
         pass  # IPv6 disabled on this host
 
 
-def delete_host_end(host_name: str) -> bool:
+def delete_host_end(ctx: Context, host_name: str) -> bool:
     """Deleting one end of a veth deletes both; a missing link is success (DEL is idempotent)."""
-    return netlink.delete_host_link(host_name)
+    return netlink.delete_host_link(ctx, host_name)

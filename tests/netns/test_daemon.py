@@ -52,8 +52,9 @@ def net(bin_dir, bridge_name, tmp_path):
                 subnet6=f"fd{random.randint(16, 255):02x}:{octet:x}::/64", data_dir=str(tmp_path / "ipam"),
                 bin_dir=bin_dir)
     yield n
-    from cni.plugin.gc import _remove_stale_links
-    _remove_stale_links(n.name, set())
+    from cni.context import STANDALONE
+    from cni.plugin.gc import remove_stale_links
+    remove_stale_links(STANDALONE, n.name, set())
 
 
 def via(sock_path: str) -> dict:

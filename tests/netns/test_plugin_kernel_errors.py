@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from cni import netlink
+from cni.context import STANDALONE
 from cni.errors import CniError, Code
 from cni.plugin import veth
 from cnitest import host_snapshot, unique
@@ -44,8 +45,8 @@ def test_failure_right_after_the_pair_exists_deletes_the_pair(netns, monkeypatch
     monkeypatch.setattr(veth, "_host_end_ipv6", boom) if failing_step == "_host_end_ipv6" else \
         monkeypatch.setattr(veth.netlink, "find_link", find_then_fail)
     with pytest.raises(RuntimeError, match="injected"):
-        with netlink.netns(netns) as ns, contextlib.ExitStack() as undo:
-            veth.create(ns, netns, host_name, "eth0", undo, mtu=0, mac="", alias="pw-test", routed=False)
+        with netlink.netns(STANDALONE, netns) as ns, contextlib.ExitStack() as undo:
+            veth.create(STANDALONE, ns, netns, host_name, "eth0", undo, mtu=0, mac="", alias="pw-test", routed=False)
     assert host_name not in _host_links()
     inside = subprocess.run(["ip", "-n", os.path.basename(netns), "link", "show", "eth0"], capture_output=True)
     assert inside.returncode != 0  # the pod end went with the host end
@@ -73,6 +74,6 @@ def test_unreachable_gateway_names_the_route_and_interface(network, netns):
 
 def test_raw_netlink_error_never_leaves_about():
     with pytest.raises(CniError) as caught:
-        with netlink.host() as ipr, netlink.about("cannot delete link 'pw-nonexistent0'"):
+        with netlink.host(STANDALONE) as ipr, netlink.about("cannot delete link 'pw-nonexistent0'"):
             ipr.link("del", ifname="pw-nonexistent0")
     assert caught.value.code == Code.NOT_FOUND

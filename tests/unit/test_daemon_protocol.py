@@ -11,6 +11,7 @@ import time
 import pytest
 
 from cni import skel
+from cni.context import STANDALONE
 from cni.daemon import wire
 from cni.daemon.handler import Handler
 from cni.daemon.health import Health
@@ -60,7 +61,7 @@ def fake():
 @pytest.fixture
 def daemon(fake, tmp_path):
     health = Health()
-    server = Server(str(tmp_path / "cni.sock"), Handler(health, 5.0, {"podwire": fake.verbs()}), workers=8)
+    server = Server(str(tmp_path / "cni.sock"), Handler(health, {"podwire": fake.verbs()}, STANDALONE, 5.0), workers=8)
     server.start()
     yield server
     fake.gate.set()
@@ -200,7 +201,7 @@ def test_health_report(daemon):
 
 
 def test_stop_finishes_requests_in_flight_and_removes_the_socket(fake, tmp_path):
-    server = Server(str(tmp_path / "s.sock"), Handler(Health(), 5.0, {"podwire": fake.verbs()}))
+    server = Server(str(tmp_path / "s.sock"), Handler(Health(), {"podwire": fake.verbs()}, STANDALONE, 5.0))
     server.start()
     fake.gate.clear()
     sock = send(server, "ADD")
@@ -218,7 +219,7 @@ def test_stop_finishes_requests_in_flight_and_removes_the_socket(fake, tmp_path)
 
 def test_a_live_socket_is_not_taken_over(daemon, fake):
     with pytest.raises(RuntimeError, match="another podwire-cnid"):
-        Server(daemon.path, Handler(Health(), 5.0, {"podwire": fake.verbs()})).start()
+        Server(daemon.path, Handler(Health(), {"podwire": fake.verbs()}, STANDALONE, 5.0)).start()
 
 
 def test_a_stale_socket_is_replaced(fake, tmp_path):
@@ -226,7 +227,7 @@ def test_a_stale_socket_is_replaced(fake, tmp_path):
     dead = socket.socket(socket.AF_UNIX)
     dead.bind(str(path))
     dead.close()  # the file stays; nobody listens (a daemon killed with SIGKILL)
-    server = Server(str(path), Handler(Health(), 5.0, {"podwire": fake.verbs()}))
+    server = Server(str(path), Handler(Health(), {"podwire": fake.verbs()}, STANDALONE, 5.0))
     server.start()
     try:
         assert ask(server, "ADD")[1] == 0
@@ -246,7 +247,7 @@ def test_past_the_pending_bound_clients_are_declined_at_once(fake, tmp_path, mon
     (the client then runs the plugin in its own process); once the queue drains, served again."""
     from cni.daemon import server as server_mod
     monkeypatch.setattr(server_mod, "MAX_PENDING", 3)
-    srv = Server(str(tmp_path / "cni.sock"), Handler(Health(), 5.0, {"podwire": fake.verbs()}), workers=2)
+    srv = Server(str(tmp_path / "cni.sock"), Handler(Health(), {"podwire": fake.verbs()}, STANDALONE, 5.0), workers=2)
     srv.start()
     fake.gate.clear()                                  # ADDs hold their workers
     held = [send(srv, cid=f"c{i}") for i in range(3)]

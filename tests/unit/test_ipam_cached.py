@@ -6,7 +6,8 @@ import ipaddress
 
 import pytest
 
-from cni.ipam import allocator, stores
+from cni.context import Context
+from cni.ipam import allocator
 from cni.ipam.cached import StoreCache
 from cni.ipam.config import Range, RangeSet
 from cni.ipam.disk import DiskStore
@@ -80,13 +81,14 @@ def test_a_stale_free_address_is_caught_by_the_disk(path):
     assert on_disk(path)["10.9.0.3"] == Attachment("other", "eth0")
 
 
-def test_verbs_use_the_installed_store(path, tmp_path):
+def test_verbs_use_the_contexts_store(path, tmp_path):
     cache = StoreCache()
     conf = {"cniVersion": "1.1.0", "name": "net1",
             "ipam": {"type": "podwire-ipam", "dataDir": str(tmp_path), "ranges": [[{"subnet": str(SUBNET)}]]}}
-    args = CmdArgs(command="ADD", container_id="a", ifname="eth0", netns="/x", config=conf)
-    with stores.using(cache.locked):
-        assert VERBS.add(args)["ips"][0]["address"] == "10.9.0.2/29"
-        assert VERBS.status(args) is None
-        VERBS.gc(CmdArgs(command="GC", config={**conf, "cni.dev/valid-attachments": []}))
+    ctx = Context(open_store=cache.locked)
+    args = CmdArgs(command="ADD", container_id="a", ifname="eth0", netns="/x", config=conf, context=ctx)
+    assert VERBS.add(args)["ips"][0]["address"] == "10.9.0.2/29"
+    assert cache._entries  # the lease went through the context's store
+    assert VERBS.status(args) is None
+    VERBS.gc(CmdArgs(command="GC", config={**conf, "cni.dev/valid-attachments": []}, context=ctx))
     assert cache._entries and on_disk(path) == {}

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from cni import netlink
+from cni.context import Context
 from cni.daemon.nsbroker import NsBroker
 from cni.errors import CniError
 from cnitest import needs_root
@@ -26,12 +27,9 @@ def test_socket_sees_the_pods_links_not_the_hosts(broker, netns):
     subprocess.run(["ip", "-n", os.path.basename(netns), "link", "add", "brk0", "type", "veth",
                     "peer", "name", "brk1"], check=True)
     own = os.stat("/proc/thread-self/ns/net").st_ino
-    netlink.open_sockets_with(broker)
-    try:
-        with netlink.netns(netns) as ns:
-            names = {link.get("IFLA_IFNAME") for link in ns.link("dump")}
-    finally:
-        netlink.open_sockets_with(None)
+    ctx = Context(ns_sockets=broker)
+    with netlink.netns(ctx, netns) as ns:
+        names = {link.get("IFLA_IFNAME") for link in ns.link("dump")}
     assert {"lo", "brk0", "brk1"} <= names and "eth0" not in names
     assert os.stat("/proc/thread-self/ns/net").st_ino == own
 
@@ -39,21 +37,15 @@ def test_socket_sees_the_pods_links_not_the_hosts(broker, netns):
 def test_not_a_netns_is_an_invalid_netns_error(broker, tmp_path):
     fake = tmp_path / "file"
     fake.write_text("")
-    netlink.open_sockets_with(broker)
-    try:
-        with pytest.raises(CniError) as err:
-            with netlink.netns(str(fake)):
-                pass
-    finally:
-        netlink.open_sockets_with(None)
+    ctx = Context(ns_sockets=broker)
+    with pytest.raises(CniError) as err:
+        with netlink.netns(ctx, str(fake)):
+            pass
     assert err.value.code == 8
 
 
 def test_a_dead_broker_falls_back_to_pyroute2(broker, netns):
     broker.close()
-    netlink.open_sockets_with(broker)
-    try:
-        with netlink.netns(netns) as ns:
-            assert any(link.get("IFLA_IFNAME") == "lo" for link in ns.link("dump"))
-    finally:
-        netlink.open_sockets_with(None)
+    ctx = Context(ns_sockets=broker)
+    with netlink.netns(ctx, netns) as ns:
+        assert any(link.get("IFLA_IFNAME") == "lo" for link in ns.link("dump"))
