@@ -47,6 +47,8 @@ class CniError(Exception):
         self.code = int(code)
         self.msg = msg
         self.details = details
+        # Set on a summary of several failures (libcni's DEL/GC of a whole list): each one.
+        self.errors: list[CniError] = []
 
     def to_dict(self, cni_version: str) -> dict:
         out = {"cniVersion": cni_version, "code": self.code, "msg": self.msg}

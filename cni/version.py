@@ -26,7 +26,8 @@ def parse(version: str) -> tuple[int, int, int]:
         raise CniError(Code.DECODING_FAILURE, "invalid version", f"{version!r}") from None
     if len(parts) != 3 or min(parts) < 0:
         raise CniError(Code.DECODING_FAILURE, "invalid version", f"{version!r}")
-    return parts  # type: ignore[return-value]
+    major, minor, patch = parts
+    return major, minor, patch
 
 
 def at_least(version: str, minimum: str) -> bool:

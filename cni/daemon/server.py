@@ -91,9 +91,11 @@ class Server:
         log.info("stopped")
 
     def _accept_loop(self) -> None:
+        listener = self.listener
+        assert listener is not None, "start() binds before the loop runs"
         while True:
             try:
-                conn, _ = self.listener.accept()
+                conn, _ = listener.accept()
             except OSError:
                 return  # closed by stop()
             with self._count_lock:

@@ -36,16 +36,17 @@ def candidates(range_set: RangeSet, last: Optional[IP]) -> Iterator[tuple[Range,
     """
     ranges = range_set.ranges
     at = next((i for i, r in enumerate(ranges) if last is not None and last in r), None)
-    if at is None:
-        segments = [(r, r.start, r.end) for r in ranges]
+    segments: list[tuple[Range, int, int]]
+    if last is None or at is None:
+        segments = [(r, int(r.start), int(r.end)) for r in ranges]
     else:
         here = ranges[at]
-        segments = [(here, last + 1, here.end)] if last < here.end else []
-        segments += [(r, r.start, r.end) for r in ranges[at + 1:] + ranges[:at]]
-        segments.append((here, here.start, last))
+        segments = [(here, int(last) + 1, int(here.end))] if int(last) < int(here.end) else []
+        segments += [(r, int(r.start), int(r.end)) for r in ranges[at + 1:] + ranges[:at]]
+        segments.append((here, int(here.start), int(last)))
     for r, lo, hi in segments:
-        for n in range(int(lo), int(hi) + 1):  # ints: no overflow past the last IPv6 address
-            ip = type(lo)(n)
+        for n in range(lo, hi + 1):  # ints: no overflow past the last IPv6 address
+            ip = type(r.start)(n)
             if ip != r.gateway:
                 yield r, ip
 

@@ -32,7 +32,8 @@ class Range:
     gateway: IP
 
     def __contains__(self, ip: IP) -> bool:
-        return ip.version == self.start.version and self.start <= ip <= self.end
+        # By int: mypy cannot tell an IPv4 from an IPv6 address here, the version check can.
+        return ip.version == self.start.version and int(self.start) <= int(ip) <= int(self.end)
 
     def __str__(self) -> str:
         return f"{self.start}-{self.end}"  # host-local's spelling, used in messages
@@ -44,11 +45,18 @@ class RangeSet:
 
     ranges: tuple[Range, ...]
 
-    def range_for(self, ip: IP) -> Range | None:
+    def find_range(self, ip: IP) -> Range | None:
         return next((r for r in self.ranges if ip in r), None)
 
+    def range_for(self, ip: IP) -> Range:
+        """The range holding ``ip``, which the caller knows is in this set."""
+        found = self.find_range(ip)
+        if found is None:
+            raise ValueError(f"{ip} is in no range of {self}")
+        return found
+
     def __contains__(self, ip: IP) -> bool:
-        return self.range_for(ip) is not None
+        return self.find_range(ip) is not None
 
     @property
     def family(self) -> int:
@@ -161,7 +169,7 @@ def _range(index: int, raw) -> Range:
     # but our messages then show the range really handed out (.2-.254).
     start = _address(where, raw, "rangeStart", subnet, default=first + 1 if gateway == first else first)
     end = _address(where, raw, "rangeEnd", subnet, default=_last_usable(subnet))
-    if start > end:
+    if int(start) > int(end):  # same family: both were checked against the subnet
         raise invalid_config(f"{where}: rangeStart {start} is after rangeEnd {end}")
     return Range(subnet=subnet, start=start, end=end, gateway=gateway)
 
@@ -197,7 +205,8 @@ def _last_usable(subnet: Network) -> IP:
 
 
 def _overlap(a: Range, b: Range) -> bool:
-    return a.start.version == b.start.version and a.start <= b.end and b.start <= a.end
+    return (a.start.version == b.start.version and int(a.start) <= int(b.end)
+            and int(b.start) <= int(a.end))
 
 
 def _check_overlaps(sets: list[RangeSet]) -> None:

@@ -227,7 +227,7 @@ class DiskStore:
         """What changes whenever anybody adds or removes a lease: the lease dir's
         mtime, and the cursors (host-local rewrites one on every reservation, which
         catches a change within the same mtime tick)."""
-        cursors = []
+        cursors: list[str] = []
         while (data := self._read(LAST_RESERVED + str(len(cursors)))) is not None:
             cursors.append(data.decode(errors="replace"))
         return {"format": _STATE_FORMAT, "mtime_ns": os.stat(self.path).st_mtime_ns,

@@ -118,10 +118,10 @@ def _read_v1(path: str) -> Optional[CachedAttachment]:
 def encode(entry: CachedAttachment) -> bytes:
     """Go's json.Marshal of libcni's cachedInfo: struct fields in declaration order,
     ``omitempty`` fields dropped when empty, []byte as base64, map keys sorted."""
-    fields = [("kind", KIND), ("containerId", entry.container_id),
+    fields: list[tuple[str, object]] = [("kind", KIND), ("containerId", entry.container_id),
               ("config", base64.b64encode(entry.config).decode()),
               ("ifName", entry.ifname), ("networkName", entry.network)]
-    optional = [("netns", entry.netns), ("cniArgs", [list(p) for p in entry.cni_args]),
+    optional: list[tuple[str, object]] = [("netns", entry.netns), ("cniArgs", [list(p) for p in entry.cni_args]),
                 ("capabilityArgs", entry.capability_args), ("result", entry.result)]
     fields += [(k, v) for k, v in optional if v]
     body = ",".join(f"{_go_json(k)}:{_go_json(v)}" for k, v in fields)

@@ -74,6 +74,8 @@ class CNIConfig:
             if out is None:
                 raise CniError(Code.DECODING_FAILURE, f"plugin {plugin_description(plugin)} returned no result")
             result = _as_version(out, netlist.cni_version)
+        if result is None:  # a conflist has at least one plugin (_validate)
+            raise CniError(Code.INVALID_CONFIG, f"network {netlist.name!r} has no plugins")
         self._cache_add(netlist, rt, result)
         return result
 

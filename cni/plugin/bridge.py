@@ -43,7 +43,7 @@ def _enable_vlan_filtering(ipr, conf: NetConf, index: int) -> None:
 
 
 def _create(ipr, conf: NetConf):
-    spec = {"ifname": conf.bridge, "kind": "bridge"}
+    spec: dict[str, object] = {"ifname": conf.bridge, "kind": "bridge"}
     if conf.mtu:
         spec["mtu"] = conf.mtu
     try:

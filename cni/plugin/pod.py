@@ -26,7 +26,7 @@ def _version(cidr: str) -> int:
 
 def bridge_routes(conf: NetConf, ips: list[dict], ipam_routes: list[dict]) -> list[dict]:
     """IPAM routes with their gateway filled in, plus default routes for isDefaultGateway."""
-    gateways = {ipaddress.ip_address(ip["gateway"]).version: ip["gateway"]
+    gateways: dict[int, str] = {ipaddress.ip_address(ip["gateway"]).version: ip["gateway"]
                 for ip in ips if ip.get("gateway")}
     routes = []
     for route in ipam_routes:

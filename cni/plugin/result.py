@@ -17,7 +17,7 @@ def build(conf: NetConf, pair: Pair, netns_path: str, ips: list[dict], routes: l
     interfaces.append({"name": pair.host_name, "mac": pair.host_mac})
     interfaces.append({"name": pair.container_name, "mac": pair.container_mac, "sandbox": netns_path})
     pod_index = len(interfaces) - 1
-    result = {
+    result: dict = {
         "cniVersion": "1.1.0",
         "interfaces": interfaces,
         "ips": [{**ip, "interface": pod_index} for ip in ips],

@@ -41,12 +41,12 @@ def create(ctx: Context, ns, netns_path: str, host_name: str, ifname: str, undo:
     fail.  ``ns``: an IPRoute in that namespace."""
     fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        peer = {"ifname": ifname, "net_ns_fd": fd}
+        peer: dict[str, object] = {"ifname": ifname, "net_ns_fd": fd}
         if mtu:
             peer["mtu"] = mtu
         if mac:
             peer["address"] = mac
-        spec = {"ifname": host_name, "kind": "veth", "peer": peer}
+        spec: dict[str, object] = {"ifname": host_name, "kind": "veth", "peer": peer}
         if mtu:
             spec["mtu"] = mtu
         with netlink.host(ctx) as ipr:
