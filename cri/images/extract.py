@@ -32,6 +32,7 @@ from typing import BinaryIO
 import grpc
 
 from ..errors import CriError
+from ..oci.rootpath import secure_join
 
 log = logging.getLogger("podwire.cri.images")
 
@@ -39,7 +40,6 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 _AUFS_META = ".wh..wh."
-MAX_SYMLINKS = 255
 _XATTR_PAX = "SCHILY.xattr."
 _CHUNK = 1 << 20
 
@@ -132,37 +132,14 @@ def clean(name: str) -> list[str]:
 def resolve_dir(root: str, parts: list[str]) -> str:
     """The real directory ``root/parts``, symlinks resolved as if ``root`` were ``/``;
     missing directories are created (0755, like tar)."""
-    resolved: list[str] = []
-    todo = list(parts)
-    links = 0
-    while todo:
-        p = todo.pop(0)
-        if p in ("", "."):
-            continue
-        if p == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        path = os.path.join(root, *resolved, p)
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            os.mkdir(path, 0o755)
-            resolved.append(p)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > MAX_SYMLINKS:
-                raise bad_layer(f"too many levels of symbolic links under {'/'.join(parts)}")
-            target = os.readlink(path)
-            if target.startswith("/"):
-                resolved = []
-            todo = target.split("/") + todo
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            raise bad_layer(f"{'/'.join(parts)}: {'/'.join(resolved + [p])} is not a directory")
-        resolved.append(p)
-    return os.path.join(root, *resolved)
+    try:
+        return secure_join(root, "/".join(parts), make_dirs=True)
+    except NotADirectoryError as exc:
+        raise bad_layer(f"{'/'.join(parts)}: {exc.filename} is not a directory") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise bad_layer(f"too many levels of symbolic links under {'/'.join(parts)}") from None
+        raise
 
 
 def _link_source(root: str, linkname: str) -> str:

@@ -2,7 +2,11 @@
 
 An image controls its rootfs: /etc/passwd may be a symlink to /../../host/etc/shadow.  Paths are
 resolved as if the rootfs were "/" (openat2 RESOLVE_IN_ROOT, Linux >= 5.6), with a component-wise
-resolver (filepath-securejoin's semantics) where openat2 is unavailable."""
+resolver (filepath-securejoin's semantics) where openat2 is unavailable.
+
+:func:`secure_join` is the project's one in-root resolver: the image volumes' subPath, the user
+files of a rootfs, and the layer extractor's parent directories (cri/images/extract.py) all go
+through it."""
 from __future__ import annotations
 
 import ctypes
@@ -66,11 +70,14 @@ class EscapesRoot(ValueError):
     """A path whose resolution climbs above its root (``strict`` mode of :func:`secure_join`)."""
 
 
-def secure_join(root: str, unsafe: str, *, strict: bool = False) -> str:
+def secure_join(root: str, unsafe: str, *, strict: bool = False, make_dirs: bool = False) -> str:
     """`unsafe` resolved inside `root`: symlinks followed, an absolute target taken as relative to
     root.  ".." stops at root; the result is a host path under root whose last component may not
     exist.  ``strict``: instead raise EscapesRoot when ".." (in `unsafe` or in a symlink's target)
-    would climb above root, and FileNotFoundError when a component is missing."""
+    would climb above root, and FileNotFoundError when a component is missing.  ``make_dirs``:
+    the whole path is a directory to have -- missing components are created (0755, as tar does)
+    and any that is not a directory raises NotADirectoryError naming the path so far.  Too many
+    symlinks raise OSError(ELOOP)."""
     todo = deque(p for p in unsafe.split("/") if p)
     done: list[str] = []
     links = 0
@@ -88,10 +95,16 @@ def secure_join(root: str, unsafe: str, *, strict: bool = False) -> str:
         try:
             st = os.lstat(here)
         except FileNotFoundError:
+            if make_dirs:
+                os.mkdir(here, 0o755)
+                done.append(part)
+                continue
             if strict:
                 raise
             return os.path.join(root, *done, part, *todo)
         if not stat.S_ISLNK(st.st_mode):
+            if make_dirs and not stat.S_ISDIR(st.st_mode):
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory", "/".join([*done, part]))
             done.append(part)
             continue
         links += 1
