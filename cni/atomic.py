@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
+from typing import Optional
 
 
-def write_bytes(path: str, data: bytes, mode: int = 0o600, durable: bool = True) -> None:
+def write_bytes(path: str, data: bytes, mode: int = 0o600, durable: bool = True,
+                scratch_dir: Optional[str] = None) -> None:
     """``durable=False`` keeps the atomic rename but skips the fsyncs, for files that need not
-    survive a power loss (a reboot makes them meaningless anyway)."""
+    survive a power loss (a reboot makes them meaningless anyway).  ``scratch_dir`` (same
+    filesystem) holds the temp file instead of ``path``'s directory, for directories whose
+    listing must never show one, even after a kill -9 (the image store's blobs).  Temp names
+    are unique per call, so threads writing the same path at once cannot tear each other's."""
     directory = os.path.dirname(path) or "."
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                               dir=scratch_dir or directory)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -11,14 +11,13 @@ import base64
 import dataclasses
 import json
 import os
-import tempfile
 from typing import Optional
 
+from .. import atomic
 from ..errors import CniError, Code
 
 KIND = "cniCacheV1"
 DEFAULT_CACHE_DIR = "/var/lib/cni/results"
-_TMP_PREFIX = ".tmp-"   # never a valid entry name: network names start alphanumeric
 
 
 @dataclasses.dataclass
@@ -46,16 +45,7 @@ def write(cache_dir: str, entry: CachedAttachment) -> str:
     """Store ``entry`` atomically (temp file + rename): a reader never sees half a file."""
     path = entry_path(cache_dir, entry.network, entry.container_id, entry.ifname)
     os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=cache_dir)  # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(encode(entry))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
+    atomic.write_bytes(path, encode(entry), 0o600)  # its temp name starts with ".": never listed
     return path
 
 

@@ -18,6 +18,8 @@ import shutil
 import tempfile
 from typing import BinaryIO, Iterator
 
+from cni import atomic
+
 from . import digest as digests
 
 
@@ -49,16 +51,8 @@ class Content:
         if os.path.exists(path):
             return
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.join(self.root, "ingest"))
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            _unlink(tmp)
-            raise
+        # Written aside in ingest/ (emptied at start-up), so blobs() never lists a temp file.
+        atomic.write_bytes(path, data, 0o600, scratch_dir=os.path.join(self.root, "ingest"))
 
     def blobs(self) -> Iterator[tuple[str, int]]:
         """(digest, size) of every stored blob."""
