@@ -40,6 +40,7 @@ import json
 import os
 from typing import Iterator, Optional
 
+from .. import atomic
 from ..errors import CniError, Code, invalid_env
 from ..skel import CONTAINER_ID_RE
 from .config import IP
@@ -148,6 +149,8 @@ class DiskStore:
             return None
 
     def _write_tmp(self, name: str, data: bytes) -> str:
+        """A lease's content in full, for link() to publish (what makes a lease exclusive:
+        an atomic write would replace a lease another process just took)."""
         tmp = os.path.join(self._tmp, f"{name}.{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
@@ -159,7 +162,13 @@ class DiskStore:
     def _write_file(self, name: str, data: bytes) -> None:
         """Replace ``name`` atomically (host-local truncates in place; a reader
         never sees half a cursor from us)."""
-        os.replace(self._write_tmp(name, data), os.path.join(self.path, name))
+        self._replace(os.path.join(self.path, name), data)
+
+    def _replace(self, path: str, data: bytes) -> None:
+        # The project's atomic write, temp in tmp/ (which _recover empties).  Not fsynced,
+        # like host-local: a lease lives as long as the pod's netns, which a power loss
+        # takes with it, and an fsync per verb would double a burst's IPAM time.
+        atomic.write_bytes(path, data, 0o644, durable=False, scratch_dir=self._tmp)
 
     # --- the index -------------------------------------------------------------
 
@@ -194,8 +203,7 @@ class DiskStore:
                 os.unlink(path)
             return
         lines = [_ENTRY_HEADER, owner.container_id, owner.ifname, *map(str, ips)]
-        tmp = self._write_tmp("entry", ("\n".join(lines) + "\n").encode())
-        os.replace(tmp, path)
+        self._replace(path, ("\n".join(lines) + "\n").encode())
 
     def _recover(self) -> None:
         """Under the lock, before any use: drop what killed writers left behind
