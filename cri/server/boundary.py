@@ -14,6 +14,8 @@ import time
 
 import grpc
 
+from proto import boundary
+
 from ..errors import CriError
 
 log = logging.getLogger("podwire.cri")
@@ -35,22 +37,16 @@ _EXPECTED = {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ALREADY_EXISTS,
 
 def rpc(name: str, fn):
     """Wrap one servicer method (unary or server-streaming)."""
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def stream(self, request, context):
-            try:
-                yield from fn(self, request, context)
-            except Exception as exc:  # noqa: BLE001 - this is the boundary
-                _abort(context, name, exc)
-        return stream
+    return boundary.guarded(fn if inspect.isgeneratorfunction(fn) else _timed(name, fn),
+                            lambda context, exc: _abort(context, name, exc))
 
+
+def _timed(name: str, fn):
     @functools.wraps(fn)
     def unary(self, request, context):
         start = time.monotonic()
         try:
             return fn(self, request, context)
-        except Exception as exc:  # noqa: BLE001 - this is the boundary
-            _abort(context, name, exc)
         finally:
             log.debug("%s took %.1f ms", name, (time.monotonic() - start) * 1000)
     return unary

@@ -1,8 +1,6 @@
 """The gRPC front end: thin handlers over Agent, and the one place errors become status codes."""
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 import queue
 from concurrent import futures
@@ -10,6 +8,7 @@ from concurrent import futures
 import grpc
 
 from cni import unixsock
+from proto import boundary
 from proto import netpol_pb2 as pb
 from proto import netpol_pb2_grpc as pb_grpc
 
@@ -44,22 +43,7 @@ def _abort(context, exc: Exception) -> None:
 
 def rpc(method):
     """The error boundary: typed errors -> status codes, for unary and streaming handlers."""
-    if inspect.isgeneratorfunction(method):
-        @functools.wraps(method)
-        def stream(self, request, context):
-            try:
-                yield from method(self, request, context)
-            except Exception as exc:  # noqa: BLE001 - this is the boundary
-                _abort(context, exc)
-        return stream
-
-    @functools.wraps(method)
-    def unary(self, request, context):
-        try:
-            return method(self, request, context)
-        except Exception as exc:  # noqa: BLE001 - this is the boundary
-            _abort(context, exc)
-    return unary
+    return boundary.guarded(method, _abort)
 
 
 class NetpolServicer(pb_grpc.NetpolAgentServicer):
