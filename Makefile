@@ -8,7 +8,7 @@ CNI_BIN_DIR ?= /opt/cni/bin
 CNI_CONF_DIR ?= /etc/cni/net.d
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-unit lint install uninstall bench clean
+.PHONY: setup run test test-unit lint vm-test install uninstall bench clean
 
 setup:
 	@VENV=$(VENV) packaging/setup.sh
@@ -29,6 +29,12 @@ lint: setup
 
 test-unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# The root suites in a throwaway Debian VM (systemd as PID 1, cgroup v2 unless VM_CGROUP=v1); the
+# image is built on first use and cached under build/vm.  VM_SUITE= picks tests (tests/vm/run.py).
+vm-test: setup
+	@EXTRA_APT="qemu-system-x86 qemu-utils mmdebstrap e2fsprogs" VENV=$(VENV) packaging/setup.sh
+	$(PY) tests/vm/run.py
 
 install: setup
 	@DESTDIR=$(DESTDIR) PREFIX=$(PREFIX) CNI_BIN_DIR=$(CNI_BIN_DIR) CNI_CONF_DIR=$(CNI_CONF_DIR) \

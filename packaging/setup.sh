@@ -4,17 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(
-  iproute2 nftables iptables            # links, addresses, masquerading
-  containernetworking-plugins           # reference plugins for interop tests (/usr/lib/cni)
-  iputils-ping netcat-openbsd iperf3    # probes in tests and benchmarks
-  python3 python3-venv python3-pip      # the interpreter the venv is made from
-  runc                                  # the OCI runtime under podwire-cri
-  conmon                                # the per-container monitor (holds stdio, records exits)
-  docker-registry skopeo umoci busybox-static  # a real local registry and test images for e2e tests
-  containerd                            # the baseline CRI runtime in benchmarks
-  python3-bpfcc linux-headers-amd64     # netpol: bcc compiles the tc programs against kernel headers
-)
+# The package list (one place, shared with the VM image builder): words before any "#".
+mapfile -t APT_PACKAGES < <(sed -e 's/#.*//' packaging/debian-packages.txt | tr -s ' \t' '\n' | grep -v '^$')
+# EXTRA_APT: more packages for one target (make vm-test: qemu and mmdebstrap).
+read -r -a extra <<< "${EXTRA_APT:-}"
+APT_PACKAGES+=("${extra[@]}")
 VENV=${VENV:-.venv}
 
 missing=()

@@ -1,0 +1,152 @@
+"""`make vm-test`: boot a throwaway Debian VM and run root test suites inside it.
+
+    VM_SUITE="tests/e2e/test_cri_cgroup_v2.py tests/vm"   what pytest runs (default: DEFAULT_SUITE)
+    VM_CGROUP=v2|v1        v1 boots with systemd.unified_cgroup_hierarchy=0 (default v2)
+    VM_PYTEST_ARGS="-x"    more pytest arguments
+    VM_TIMEOUT=1500        seconds before the VM is killed (the run then fails)
+    VM_ACCEL=auto|kvm|tcg  auto: KVM only when a guest kernel is seen to start under it
+
+The checkout is shared read-only over 9p; the guest copies it, runs pytest as root under systemd,
+and writes its log, a JUnit report and facts (kernel, cgroup version, PID 1) to a second share,
+build/vm/runs/<time>/.  The exit status is pytest's.  Each run boots a qcow2 overlay over the
+cached image (tests/vm/image.py), so nothing a run does survives it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import image  # noqa: E402  (a script beside this one, not a package)
+
+# What a default run covers, chosen for a 2-core machine under emulation (Python is ~19x slower):
+# the cgroup and CRI e2e tests that need cgroup v2 and systemd, the units under real systemd, and
+# the kernel features this host lacks (SCTP, bridge VLAN filtering).
+DEFAULT_SUITE = "tests/vm"
+KVM_PROBE_SECONDS = 20
+
+
+def main() -> int:
+    suite = os.environ.get("VM_SUITE") or DEFAULT_SUITE
+    cgroup = os.environ.get("VM_CGROUP", "v2")
+    if cgroup not in ("v1", "v2"):
+        raise SystemExit(f"VM_CGROUP must be v1 or v2, not {cgroup!r}")
+    timeout = float(os.environ.get("VM_TIMEOUT", "1500"))
+    started = time.monotonic()
+    img = image.ensure_image()
+    accel = _choose_accel(img, os.environ.get("VM_ACCEL", "auto"))
+    out = os.path.join(image.BUILD, "runs", time.strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(out)
+    with open(os.path.join(out, "request.env"), "w") as f:
+        f.write(f"VM_SUITE={shlex.quote(suite)}\nVM_PYTEST_ARGS={shlex.quote(os.environ.get('VM_PYTEST_ARGS', ''))}\n"
+                f"VM_VENV={image.VENV}\n")
+    overlay = os.path.join(out, "overlay.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
+                    os.path.join(img, "rootfs.img"), overlay], check=True)
+    hierarchy = "1" if cgroup == "v2" else "0"
+    append = (f"root=/dev/vda rw console=ttyS0 panic=-1 systemd.unified_cgroup_hierarchy={hierarchy} "
+              "systemd.show_status=0 loglevel=4")
+    cmd = [*_qemu(img, accel), "-append", append,
+           "-drive", f"file={overlay},if=virtio,format=qcow2,cache=unsafe",
+           "-virtfs", f"local,path={image.REPO},mount_tag=src,security_model=none,readonly=on",
+           "-virtfs", f"local,path={out},mount_tag=out,security_model=none",
+           "-serial", f"file:{os.path.join(out, 'console.log')}"]
+    print(f"vm: booting ({accel}, cgroup {cgroup}) suite: {suite}; logs in {os.path.relpath(out, image.REPO)}",
+          flush=True)
+    booted = time.monotonic()
+    try:
+        subprocess.run(cmd, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        print(f"vm: no result after {timeout:.0f} s; killed (see console.log)", file=sys.stderr)
+        return 124
+    finally:
+        os.unlink(overlay)  # gigabytes of writes, worthless after the run
+    return _report(out, cgroup, booted, started)
+
+
+def _qemu(img: str, accel: str) -> list[str]:
+    return ["qemu-system-x86_64", "-machine", f"q35,accel={accel}", "-cpu", "host" if accel == "kvm" else "max",
+            "-smp", str(os.cpu_count() or 2), "-m", "6144", "-nodefaults", "-display", "none", "-no-reboot",
+            "-kernel", os.path.join(img, "vmlinuz"), "-initrd", os.path.join(img, "initrd.img")]
+
+
+def _choose_accel(img: str, wanted: str) -> str:
+    """KVM only if a guest kernel is seen to start under it: on some hosts KVM_CREATE_VM answers
+    and the guest never runs a single instruction."""
+    if wanted in ("kvm", "tcg"):
+        return wanted
+    if not os.path.exists("/dev/kvm"):
+        return "tcg"
+    log = os.path.join(image.BUILD, "kvm-probe.log")
+    cmd = [*_qemu(img, "kvm"), "-append", "console=ttyS0 panic=-1 rdinit=/nonexistent",
+           "-serial", f"file:{log}"]
+    try:
+        subprocess.run(cmd, timeout=KVM_PROBE_SECONDS, check=False, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        with open(log, errors="replace") as f:
+            started = "Linux version" in f.read()
+    except FileNotFoundError:
+        started = False
+    print(f"vm: KVM probe: {'a guest kernel started' if started else 'no guest kernel output'}"
+          f" -> {'kvm' if started else 'tcg'}", flush=True)
+    return "kvm" if started else "tcg"
+
+
+def _report(out: str, cgroup: str, booted: float, started: float) -> int:
+    def read(name: str) -> str | None:
+        try:
+            with open(os.path.join(out, name), errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+    rc_text = read("rc")
+    if rc_text is None:
+        print("vm: the guest never reported a result; last console lines:", file=sys.stderr)
+        print("\n".join((read("console.log") or "").splitlines()[-40:]), file=sys.stderr)
+        return 1
+    facts = json.loads(read("facts.json") or "{}")
+    counts = _counts(os.path.join(out, "junit.xml"))
+    driver = _driver_line(read("pytest.log") or "")
+    print(f"vm: kernel {facts.get('kernel')}, PID 1 {facts.get('pid1')}, cgroup {facts.get('cgroup_version')} "
+          f"(asked {cgroup}), cgroup driver {driver}")
+    print(f"vm: tests: {counts}")
+    print(f"vm: {time.monotonic() - booted:.0f} s in the VM, {time.monotonic() - started:.0f} s in all; "
+          f"exit {rc_text.strip()}")
+    if facts.get("cgroup_version") != cgroup:
+        print(f"vm: asked for cgroup {cgroup}, the guest ran {facts.get('cgroup_version')}", file=sys.stderr)
+        return 1
+    return int(rc_text.strip() or 1)
+
+
+def _counts(junit: str) -> str:
+    try:
+        root = ET.parse(junit).getroot()
+    except (FileNotFoundError, ET.ParseError):
+        return "no JUnit report"
+    suites = [root] if root.tag == "testsuite" else list(root)
+    total = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
+    passed = total["tests"] - total["failures"] - total["errors"] - total["skipped"]
+    return (f"{passed} passed, {total['failures']} failed, {total['errors']} errors, "
+            f"{total['skipped']} skipped")
+
+
+def _driver_line(log: str) -> str:
+    """The driver the shim reported, printed by tests/vm/test_node_facts.py."""
+    match = re.search(r"PODWIRE_VM_CGROUP_DRIVER=(\w+)", log)
+    return match.group(1) if match else "not reported"
+
+
+if __name__ == "__main__":
+    if shutil.which("qemu-system-x86_64") is None or shutil.which("mmdebstrap") is None:
+        raise SystemExit("vm-test needs qemu-system-x86 and mmdebstrap (make vm-test installs them)")
+    sys.exit(main())
