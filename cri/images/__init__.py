@@ -4,7 +4,7 @@ unpacked into per-layer directories that the runtime stacks as overlayfs lowerdi
   service.py      ImageService: the API the CRI handlers (cri/rpc/image_*.py) and the runtime use
   reference.py    image references normalised like the kubelet/docker (docker.io/library/, :latest)
   hosts.py        per-registry endpoints: containerd's hosts.toml (mirrors, skip_verify, CAs),
-                  insecure and loopback registries over plain HTTP
+                  loopback registries over plain HTTP
   auth.py         credentials from CRI AuthConfig, Basic and Bearer-token challenges
   registry.py     the distribution client: manifests and verified blobs over those endpoints
   transport.py    its HTTP: http.client with keep-alive, TLS per endpoint, redirects, proxies

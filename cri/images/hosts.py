@@ -17,8 +17,10 @@ without a directory of their own)::
 
 The file is read on every pull, so edits apply without a restart (as in containerd).
 Without a ``server`` line the upstream is ``https://<host>`` (``registry-1.docker.io`` for
-docker.io).  Hosts listed as insecure, and loopback hosts (127.0.0.0/8, ::1, localhost), are
-tried as Docker does: HTTPS without verification, then plain HTTP.
+docker.io).  Loopback hosts (127.0.0.0/8, ::1, localhost) are tried as Docker does: HTTPS
+without verification, then plain HTTP.  Any other plain-HTTP or unverified registry is said so
+in its hosts.toml (an ``http://`` server or host, ``skip_verify = true``); cri.toml has no list
+of insecure hosts.
 """
 from __future__ import annotations
 
