@@ -20,7 +20,7 @@ _DIGEST = re.compile(r"^(sha256|sha384|sha512):([a-f0-9]+)$")
 
 def is_digest(value: str) -> bool:
     m = _DIGEST.match(value)
-    return bool(m) and len(m.group(2)) == _HEX_LEN[m.group(1)]
+    return m is not None and len(m.group(2)) == _HEX_LEN[m.group(1)]
 
 
 def check(value: str) -> str:

@@ -19,12 +19,12 @@ class Flights:
 
     def do(self, key: Hashable, fn: Callable[[], T]) -> T:
         with self._lock:
-            future = self._running.get(key)
-            leader = future is None
-            if leader:
-                future = self._running[key] = Future()
-        if not leader:
-            return future.result()
+            running = self._running.get(key)
+            if running is None:
+                future: Future = Future()
+                self._running[key] = future
+        if running is not None:
+            return running.result()
         try:
             result = fn()
         except BaseException as exc:

@@ -5,7 +5,7 @@ Records are immutable; a change (a new tag, a removed tag) makes a new record.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Any, Optional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +43,9 @@ class Image:
     @classmethod
     def from_json(cls, doc: dict) -> "Image":
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v
-                      for k, v in doc.items() if k in names})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in doc.items() if k in names}
+        return cls(**fields)
 
 
 def user_id(user: str) -> tuple[Optional[int], str]:

@@ -10,6 +10,7 @@ Lookups accept whatever the CRI passes as an image: a reference in any form
 """
 from __future__ import annotations
 
+import builtins
 import json
 from typing import Optional
 
@@ -78,11 +79,11 @@ class ImageService:
         used, inodes = self.store.usage()
         return self.root, used, inodes
 
-    def layer_dirs(self, image: Image) -> list[str]:
+    def layer_dirs(self, image: Image) -> builtins.list[str]:
         """overlayfs lowerdirs, top-most layer first: ``lowerdir=":".join(dirs)``."""
         return self.store.layer_dirs(image)
 
-    def hold(self, holder: str, image: Image) -> list[str]:
+    def hold(self, holder: str, image: Image) -> builtins.list[str]:
         """Like :meth:`layer_dirs`, and keeps the layers until :meth:`release(holder)`,
         even if the image is removed meanwhile (a running container's rootfs)."""
         return self.store.hold(holder, image)

@@ -151,8 +151,8 @@ class Transport:
         self._contexts: dict[tuple, ssl.SSLContext] = {}
         self._lock = threading.Lock()
 
-    def request(self, method: str, url: str, headers: Optional[dict] = None, body: bytes = None,
-                verify: Verify = True, cert: ClientCert = None,
+    def request(self, method: str, url: str, headers: Optional[dict] = None,
+                body: Optional[bytes] = None, verify: Verify = True, cert: ClientCert = None,
                 timeout: Optional[Timeout] = None) -> Response:
         """Send, following redirects (to object storage, usually).  Authorization is not
         sent on to another origin: a presigned URL carries its own, and a registry's token
@@ -209,6 +209,7 @@ class Transport:
 
     def _connect(self, way: Route, tls: tuple, timeout: Timeout) -> http.client.HTTPConnection:
         host, port = way.proxy or (way.host, way.port)
+        conn: http.client.HTTPConnection
         if way.scheme == "https":
             conn = http.client.HTTPSConnection(host, port, timeout=timeout[0],
                                                context=self._context(tls))
@@ -265,6 +266,8 @@ def _bypass(parts: urllib.parse.SplitResult, no_proxy: str) -> bool:
     if urllib.request.proxy_bypass(parts.netloc):
         return True
     # requests also took networks in NO_PROXY (10.96.0.0/12, common on clusters); urllib does not.
+    if parts.hostname is None:
+        return False
     try:
         ip = ipaddress.ip_address(parts.hostname)
     except ValueError:

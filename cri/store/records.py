@@ -8,6 +8,7 @@ how labels and annotations round-trip verbatim.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from typing import Optional
@@ -58,8 +59,7 @@ class PodRecord:
     resources: Optional[dict] = None
 
     def to_dict(self) -> dict:
-        out = dataclasses.asdict(dataclasses.replace(self, config=None))
-        out["config"] = _to_dict(self.config)
+        out = _record_dict(self)
         out["ips"] = list(self.ips)
         return out
 
@@ -105,9 +105,7 @@ class ContainerRecord:
     image_volumes: tuple = ()       # ({"container_path", "image_id"}, ...): images mounted as volumes
 
     def to_dict(self) -> dict:
-        out = dataclasses.asdict(dataclasses.replace(self, config=None))
-        out["config"] = _to_dict(self.config)
-        return out
+        return _record_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "ContainerRecord":
@@ -116,6 +114,13 @@ class ContainerRecord:
                                                ignore_unknown_fields=True)
         data["image_volumes"] = tuple(data.get("image_volumes") or ())
         return cls(**data)
+
+
+def _record_dict(rec: PodRecord | ContainerRecord) -> dict:
+    """dataclasses.asdict, with the protobuf config as its JSON mapping (asdict would
+    deep-copy the message only for it to be replaced)."""
+    return {f.name: _to_dict(rec.config) if f.name == "config" else copy.deepcopy(getattr(rec, f.name))
+            for f in dataclasses.fields(rec)}
 
 
 def _to_dict(msg) -> dict:

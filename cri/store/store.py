@@ -13,19 +13,32 @@ stuck behind per-container locks make PLEG unhealthy):
 """
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import logging
 import os
 import shutil
 import threading
-from typing import Callable, Generic, Iterable, Optional, TypeVar
+from typing import Any, Callable, ClassVar, Generic, Iterable, Optional, Protocol, TypeVar
 
 from .. import errors
 from . import atomic
 
 log = logging.getLogger(__name__)
 
-R = TypeVar("R")
+
+
+class Record(Protocol):
+    """What the store needs of a record: a frozen dataclass with an id that serialises."""
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def id(self) -> str: ...
+
+    def to_dict(self) -> dict: ...
+
+
+R = TypeVar("R", bound=Record)
 RECORD_FILE = "record.json"
 
 
@@ -132,7 +145,7 @@ class RecordStore(Generic[R]):
 
     # --- recovery -----------------------------------------------------------
 
-    def load(self) -> list[str]:
+    def load(self) -> builtins.list[str]:
         """Read every record from disk.  A directory without a readable record is
         debris of a crash between mkdir and the first write: it is returned (ids)
         so the caller can clean up what else that object may have left."""
