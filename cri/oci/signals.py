@@ -20,7 +20,8 @@ def parse_signal(value: str | int) -> int:
         return value
     text = value.strip().upper()
     name = text if text.startswith("SIG") else "SIG" + text
-    number = int(text) if text.isdigit() else _realtime(name) if _REALTIME.match(name) else None
+    realtime = _REALTIME.match(name)
+    number = int(text) if text.isdigit() else _realtime(realtime) if realtime else None
     if number is None:
         number = int(_signal.Signals[name]) if name in _signal.Signals.__members__ else 0
     # Kept: containerd's and CRI-O's parser refuse unknown names and numbers outside 1..SIGRTMAX
@@ -30,9 +31,10 @@ def parse_signal(value: str | int) -> int:
     return number
 
 
-def _realtime(name: str) -> int:
-    """SIGRTMIN+n / SIGRTMAX-n; 0 (unknown) when the offset leaves the real-time range."""
-    base, sign, offset = _REALTIME.match(name).groups()
+def _realtime(match: re.Match[str]) -> int:
+    """SIGRTMIN+n / SIGRTMAX-n (``_REALTIME``'s match); 0 (unknown) when the offset leaves
+    the real-time range."""
+    base, sign, offset = match.groups()
     number = int(_signal.SIGRTMIN if base == "MIN" else _signal.SIGRTMAX)
     number += int(offset or 0) * (-1 if sign == "-" else 1)
     return number if _signal.SIGRTMIN <= number <= _signal.SIGRTMAX else 0

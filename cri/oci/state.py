@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cri.monitor import conmon, files
 
@@ -49,28 +49,28 @@ def read_state(container_id: str, state_dir: str) -> ContainerState | None:
         return ContainerState(container_id, State.CREATED if monitor_alive else State.UNKNOWN,
                               message="" if monitor_alive else "container creation failed")
     started = files.read_json(os.path.join(state_dir, files.STARTED)) or {}
-    base = dict(id=container_id, pid=int(created["pid"]), created_at=int(created["created_at"]),
-                started_at=int(started.get("started_at", 0)))
+    base = ContainerState(container_id, State.CREATED, pid=int(created["pid"]),
+                          created_at=int(created["created_at"]),
+                          started_at=int(started.get("started_at", 0)))
     exit_path = os.path.join(state_dir, files.EXIT)
     exit_code = files.read_int(exit_path)
     if exit_code is not None:
         oom = os.path.exists(os.path.join(state_dir, files.OOM))
         # File times come from the kernel's coarse clock, up to a tick (~4 ms) behind
         # time_ns(): a container that ran for less than that must not end before it started.
-        finished_at = max(files.mtime_ns(exit_path), base["started_at"], base["created_at"])
-        return ContainerState(state=State.EXITED, finished_at=finished_at,
-                              exit_code=exit_code if exit_code >= 0 else UNKNOWN_EXIT_CODE,
-                              reason=_reason(exit_code, oom), **base)
+        finished_at = max(files.mtime_ns(exit_path), base.started_at, base.created_at)
+        return replace(base, state=State.EXITED, finished_at=finished_at,
+                       exit_code=exit_code if exit_code >= 0 else UNKNOWN_EXIT_CODE,
+                       reason=_reason(exit_code, oom))
     init = files.ProcRef.from_json(created)
     if init is not None and init.alive():
-        return ContainerState(state=State.RUNNING if base["started_at"] else State.CREATED, **base)
+        return replace(base, state=State.RUNNING if base.started_at else State.CREATED)
     if monitor_alive:
         # The init is gone and conmon is draining its output: the exit file (after the last
         # log lines) follows at once.  Still RUNNING, so `logs -f` keeps going.
-        return ContainerState(state=State.RUNNING, **base)
-    return ContainerState(state=State.EXITED, exit_code=UNKNOWN_EXIT_CODE, reason="Unknown",
-                          message="the container's monitor exited without recording its exit",
-                          **base)
+        return replace(base, state=State.RUNNING)
+    return replace(base, state=State.EXITED, exit_code=UNKNOWN_EXIT_CODE, reason="Unknown",
+                   message="the container's monitor exited without recording its exit")
 
 
 def _created(state_dir: str) -> dict | None:

@@ -21,7 +21,7 @@ DELETED = api.CONTAINER_DELETED_EVENT
 POLL = 0.5   # how often a stream checks that its client is still there
 
 
-def publish(svc, object_id: str, pod_id: str, kind: int) -> None:
+def publish(svc, object_id: str, pod_id: str, kind: api.ContainerEventType.ValueType) -> None:
     if not svc.events.subscribers():
         return
     ev = api.ContainerEventResponse(container_id=object_id, container_event_type=kind,

@@ -101,6 +101,8 @@ def _process_count(svc, ctr_id: str) -> int:
     except (errors.CriError, KeyError):
         return 0
     d = cgroups.controller_dir("pids", path) or cgroups.controller_dir("", path)
+    if d is None:
+        return 0
     try:
         with open(os.path.join(d, "pids.current")) as f:
             return int(f.read())

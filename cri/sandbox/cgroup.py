@@ -188,7 +188,7 @@ def _changes(path: str, wanted: list[Setting]) -> list[tuple[Setting, str]]:
     for s in wanted:
         directory = cgroups.controller_dir(s.controller, path)
         current = _read(os.path.join(directory, s.file)) if directory else None
-        if current is None:
+        if not directory or current is None:
             continue        # no such cgroup (or file) in this hierarchy: nothing of the pod's to set
         if not same(s, current, page_size):
             out.append((s, os.path.join(directory, s.file)))

@@ -171,7 +171,7 @@ def pod_ips(result: dict) -> list[str]:
 # retried is UNAVAILABLE (the kubelet retries anyway, and operators see a transient state); a
 # configuration the plugin cannot use is INVALID_ARGUMENT, naming the network config.  The rest
 # (I/O, netns, plugin-specific codes, 999) stay INTERNAL.
-_CRI_CODES = {
+_CRI_CODES: dict[int, grpc.StatusCode] = {
     Code.TRY_AGAIN_LATER: grpc.StatusCode.UNAVAILABLE,
     Code.INCOMPATIBLE_VERSION: grpc.StatusCode.INVALID_ARGUMENT,
     Code.UNSUPPORTED_FIELD: grpc.StatusCode.INVALID_ARGUMENT,
