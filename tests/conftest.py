@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 import sys
 
 import pytest
@@ -44,6 +45,26 @@ def netns_factory():
 def netns(netns_factory) -> str:
     """One fresh network namespace; its path."""
     return netns_factory()
+
+
+@pytest.fixture
+def foreign_netns():
+    """A network namespace that is not the test's own, also without root: a child in a new
+    user and network namespace (how the reference plugins' tests run rootless, `unshare -rn`).
+    Its /proc/<pid>/ns/net is a valid CNI_NETNS while it lives; nothing is pinned or mounted.
+    For checks that a netns is accepted, not for wiring links into it (that needs root)."""
+    cmd = ["unshare", "--net"] if IS_ROOT else ["unshare", "--user", "--map-root-user", "--net"]
+    proc = subprocess.Popen([*cmd, "sh", "-c", "echo ready; exec sleep 600"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if proc.stdout.readline() != b"ready\n":
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.skip(f"cannot make a network namespace: {' '.join(cmd)}: {err.decode().strip()}")
+    path = f"/proc/{proc.pid}/ns/net"
+    assert os.stat(path).st_ino != os.stat("/proc/self/ns/net").st_ino
+    yield path
+    proc.kill()
+    proc.communicate()
 
 
 @pytest.fixture

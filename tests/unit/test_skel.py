@@ -142,11 +142,3 @@ def test_own_netns_is_rejected(verbs):
         pytest.skip("cannot open own netns")
     code, out = run(verbs, "ADD", CNI_NETNS="/proc/self/ns/net")
     assert out["code"] == Code.INVALID_NETNS and "own" in out["msg"]
-
-
-@pytest.fixture
-def foreign_netns(request) -> str:
-    """A network namespace that is not ours (made with `ip netns` when root)."""
-    if os.geteuid() == 0:
-        return request.getfixturevalue("netns")
-    pytest.skip("needs root to make a network namespace")
