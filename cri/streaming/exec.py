@@ -165,8 +165,10 @@ async def _session(proc: asyncio.subprocess.Process, io: StreamIO, stdio: _Stdio
         exited.set()
         await asyncio.wait(tasks, timeout=DRAIN_LIMIT)
         for task in tasks:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                raise task.exception()
+            if task.done() and not task.cancelled():
+                failure = task.exception()
+                if failure is not None:
+                    raise failure
     finally:
         for task in tasks + helpers:
             task.cancel()

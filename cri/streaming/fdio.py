@@ -25,13 +25,18 @@ async def _wait(fd: int, timeout: float | None, write: bool) -> bool:
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
     add, remove = (loop.add_writer, loop.remove_writer) if write else (loop.add_reader, loop.remove_reader)
-    add(fd, lambda: ready.done() or ready.set_result(True))
+    add(fd, _resolve, ready)
     try:
         return await asyncio.wait_for(ready, timeout)
     except TimeoutError:
         return False
     finally:
         remove(fd)
+
+
+def _resolve(ready: asyncio.Future) -> None:
+    if not ready.done():
+        ready.set_result(True)
 
 
 def read_nonblocking(fd: int) -> bytes | None:

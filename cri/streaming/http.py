@@ -110,6 +110,8 @@ async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> h
             if body > MAX_BODY:
                 raise HttpError(413, "request body too large")
         elif isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:
+            # h11 (server role) yields the Request before its body's end or a pause.
+            assert request is not None
             return request
         elif isinstance(event, h11.ConnectionClosed):
             raise _ClientGone()
@@ -243,12 +245,12 @@ async def _websocket(conn, headers, query: str, reader, writer, req, streams, id
 def _ports(query: str, req) -> tuple[int, ...]:
     """The URL's ``port`` (the kubelet's name) or ``ports`` (the API's) values, else the RPC's."""
     values = [v for name, v in urllib.parse.parse_qsl(query) if name in ("port", "ports")]
-    ports = []
+    given = []
     for text in (p.strip() for v in values for p in v.split(",")):
         if not text.isdigit() or not 0 < int(text) < 65536:
             raise HttpError(400, f"invalid port {text!r}")
-        ports.append(int(text))
-    ports = tuple(ports) or tuple(req.ports)
+        given.append(int(text))
+    ports = tuple(given) or tuple(req.ports)
     if not ports:
         raise HttpError(400, "at least one port must be specified")
     return ports
@@ -272,7 +274,9 @@ class _Idle:
         return _Watched(writer, self)
 
     def start(self) -> None:
-        self._watch = asyncio.create_task(self._run(asyncio.current_task()))
+        session = asyncio.current_task()
+        assert session is not None, "started from the session's task"
+        self._watch = asyncio.create_task(self._run(session))
 
     def stop(self) -> None:
         if self._watch is not None:

@@ -10,6 +10,7 @@ import ctypes
 import os
 import socket
 import sys
+from collections.abc import Sequence
 
 from cri.streaming.dial import MESSAGE, connect_localhost
 from cri.streaming.fdio import wait_readable, wait_writable
@@ -67,7 +68,7 @@ async def answer(sock: socket.socket, request: bytes, sending: asyncio.Lock) -> 
             conn.close()    # the shim has its own copy once sent
 
 
-async def send(sock: socket.socket, message: bytes, fds: list[int] = ()) -> None:
+async def send(sock: socket.socket, message: bytes, fds: Sequence[int] = ()) -> None:
     while True:
         try:
             socket.send_fds(sock, [message], list(fds))

@@ -17,12 +17,15 @@ import asyncio
 import contextlib
 import logging
 import socket
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from . import ByteSink, ByteSource, StreamError
 from .dial import PodDialer
 from .requests import PortForwardRequest
 from .websocket import V4, V4_BASE64, ChannelConnection
+
+if TYPE_CHECKING:
+    from .spdy_session import SpdyStream
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +84,13 @@ def failure_text(req: PortForwardRequest, port, err: Exception) -> bytes:
 class _Pair:
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
-        self.error = None
-        self.data = None
+        self.error: Optional[SpdyStream] = None
+        self.data: Optional[SpdyStream] = None
         self.timer: Optional[asyncio.TimerHandle] = None
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
 
 
 async def serve_spdy(session, req: PortForwardRequest, pair_timeout: float = PAIR_TIMEOUT) -> None:
@@ -120,11 +127,11 @@ async def serve_spdy(session, req: PortForwardRequest, pair_timeout: float = PAI
             setattr(pair, kind, stream)
             if pair.error is not None and pair.data is not None:
                 del pairs[rid]
-                pair.timer.cancel()
-                start(_forward_pair(dialer, req, pair))
+                pair.cancel_timer()
+                start(_forward_pair(dialer, req, pair.data, pair.error))
     finally:
         for pair in pairs.values():
-            pair.timer.cancel()
+            pair.cancel_timer()
         for task in list(tasks):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -140,20 +147,21 @@ def _request_id(stream, kind: str) -> str:
     return str(stream.id if kind == "error" else stream.id - 2)
 
 
-async def _forward_pair(dialer: PodDialer, req: PortForwardRequest, pair: _Pair) -> None:
-    header = pair.data.headers.get("port", "")
+async def _forward_pair(dialer: PodDialer, req: PortForwardRequest, data: SpdyStream,
+                        error: SpdyStream) -> None:
+    header = data.headers.get("port", "")
     try:
         try:
             port = int(header)
         except ValueError:
             raise StreamError(f"invalid port {header!r}") from None
-        await forward(dialer, port, pair.data, pair.data)
+        await forward(dialer, port, data, data)
     except StreamError as err:
         log.info("port-forward %s: %s", req.pod_id, err)
         with contextlib.suppress(ConnectionError):
-            await pair.error.write(failure_text(req, header, err))
+            await error.write(failure_text(req, header, err))
     finally:
-        for stream in (pair.data, pair.error):
+        for stream in (data, error):
             await stream.close()
 
 
@@ -177,8 +185,9 @@ async def serve_websocket(conn: ChannelConnection, req: PortForwardRequest, port
              for i, port in enumerate(ports)]
     every = asyncio.gather(*tasks, return_exceptions=True)
     gone = asyncio.create_task(conn.closed.wait())
+    ends: set[asyncio.Future] = {every, gone}
     try:
-        await asyncio.wait({every, gone}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
     finally:
         gone.cancel()
         every.cancel()

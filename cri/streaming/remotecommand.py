@@ -95,7 +95,7 @@ async def run_backend(req: Request, io: StreamIO, gone: asyncio.Event) -> Option
     except Exception as err:  # noqa: BLE001 - a bug below must still end the session cleanly
         log.exception("%s %s failed", req.kind, req.container_id)
         return internal_error(f"error {what} container: {type(err).__name__}: {err}")
-    if req.kind == "exec" and code:
+    if isinstance(req, ExecRequest) and code:
         return exit_failure(req, code)
     return success()
 
@@ -103,7 +103,7 @@ async def run_backend(req: Request, io: StreamIO, gone: asyncio.Event) -> Option
 async def _backend(req: Request, io: StreamIO) -> Optional[int]:
     # Imported here: the back ends pull in the monitor and runc helpers, which the HTTP layer's
     # unit tests do not need.
-    if req.kind == "exec":
+    if isinstance(req, ExecRequest):
         from .exec import run_exec
         return await run_exec(req, io)
     from .attach import run_attach

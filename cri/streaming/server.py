@@ -68,13 +68,15 @@ class StreamingServer:
         self._shutdown_loop()
 
     def _call(self, coro, timeout: float):
+        assert self._loop is not None, "the streaming server is not started"
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def _shutdown_loop(self) -> None:
-        loop, self._loop = self._loop, None
+        loop, thread, self._loop = self._loop, self._thread, None
+        assert loop is not None and thread is not None, "start() made both"
         loop.call_soon_threadsafe(loop.stop)
-        self._thread.join(STOP_TIMEOUT)
-        if not self._thread.is_alive():
+        thread.join(STOP_TIMEOUT)
+        if not thread.is_alive():
             loop.close()
 
     async def _listen(self) -> None:
@@ -83,6 +85,8 @@ class StreamingServer:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _close(self) -> None:
+        # stop() runs this only on a started server, and start() returns only once listening.
+        assert self._server is not None
         self._server.close()
         for task in list(self._sessions):
             task.cancel()
@@ -91,6 +95,7 @@ class StreamingServer:
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
+        assert task is not None, "start_server runs each connection callback in a task"
         self._sessions.add(task)
         try:
             await serve_connection(reader, writer, self.settings)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Mapping, NamedTuple, Sequence, Union
+from typing import Callable, Mapping, NamedTuple, Sequence, Union
 
 VERSION = 3
 
@@ -438,7 +438,7 @@ def _decode_window_update(flags: int, payload: bytes) -> WindowUpdate:
     return WindowUpdate(stream_id & MAX_STREAM_ID, delta & MAX_STREAM_ID)
 
 
-_FIXED_DECODERS = {
+_FIXED_DECODERS: dict[int, Callable[[int, bytes], Frame]] = {
     RST_STREAM: _decode_rst,
     SETTINGS: _decode_settings,
     PING: _decode_ping,

@@ -18,7 +18,7 @@ async def read(fd: int, n: int = CHUNK) -> bytes:
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
     try:
-        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+        loop.add_reader(fd, _resolve, ready)
     except PermissionError:
         return os.read(fd, n)
     try:
@@ -33,6 +33,11 @@ async def read(fd: int, n: int = CHUNK) -> bytes:
         raise
 
 
+def _resolve(ready: asyncio.Future) -> None:
+    if not ready.done():
+        ready.set_result(None)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -42,6 +47,13 @@ def _write_all(fd: int, data: bytes) -> None:
 async def write(fd: int, data: bytes) -> None:
     """All of data, on a worker thread so a slow reader of our stdout never stalls the session."""
     await asyncio.get_running_loop().run_in_executor(None, _write_all, fd, data)
+
+
+def this_task() -> asyncio.Task:
+    """The task running the caller: a session runs in asyncio.run's main task."""
+    task = asyncio.current_task()
+    assert task is not None, "called from a coroutine run by asyncio"
+    return task
 
 
 class Signals:

@@ -7,6 +7,7 @@ from 0 across the session so the server can pair them."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import signal
 import sys
@@ -55,7 +56,7 @@ class Forwarder:
         for host, family in (("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)):
             try:
                 server = await asyncio.start_server(
-                    lambda r, w, s=spec: self._accept(r, w, s), host, port, family=family,
+                    functools.partial(self._accept, spec=spec), host, port, family=family,
                     reuse_address=True)
             except OSError as err:
                 failures.append(f"{host}: {err.strerror or err}")
@@ -150,7 +151,7 @@ async def run(url: str, specs: list[PortSpec], out=sys.stdout, err=sys.stderr) -
     reading = asyncio.create_task(session.run())
     forwarder = Forwarder(session, out, err)
     # Ctrl-C is how a forward is meant to end (kubectl and crictl exit 0 on it).
-    signals = fdio.Signals(asyncio.current_task(), fdio.STOP_SIGNALS + (signal.SIGINT,))
+    signals = fdio.Signals(fdio.this_task(), fdio.STOP_SIGNALS + (signal.SIGINT,))
     try:
         with signals:
             for spec in specs:

@@ -57,7 +57,7 @@ async def run(url: str, local: Local, *, stdin: bool, tty: bool) -> tuple[int, s
     up = await upgrade(url, REMOTECOMMAND)
     session = SpdySession(up.reader, up.writer, server=False, initial=up.initial)
     reading = asyncio.create_task(session.run())
-    signals = fdio.Signals(asyncio.current_task())
+    signals = fdio.Signals(fdio.this_task())
     try:
         with signals:
             return await _session(session, up.protocol, local, stdin, tty)

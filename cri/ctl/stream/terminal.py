@@ -13,7 +13,8 @@ class RawMode:
     this in a with-block that signals and errors unwind through)."""
 
     def __init__(self, fd: int) -> None:
-        self.fd, self.saved = fd, None
+        self.fd = fd
+        self.saved: list | None = None      # termios attributes while in raw mode
 
     def __enter__(self) -> "RawMode":
         self.saved = termios.tcgetattr(self.fd)
