@@ -22,6 +22,55 @@ IS_ROOT = os.geteuid() == 0
 # "conftest" and shadow this one for every `from conftest import ...`.
 pytest_plugins = ["imagefixtures", "crifixtures"]   # crifixtures: the CRI shim e2e fixtures
 
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# The tiers are the directories under tests/.  Every test gets its tier's marker, so
+# `-m unit`, `-m netns`, `-m "not root"` select without paths (markers: pyproject.toml).
+#   unit     any user, nothing on the host changes: what `make test-unit` runs.  A test
+#            marked root here is a usage error, not a skip: move it to a root tier.
+#   netns    root: makes or enters network namespaces, links, BPF programs and maps.
+#   interop  the reference plugins (containernetworking-plugins); root per file (`root`).
+#   e2e      root: the CRI shim with containerd/runc, a registry, real pods.
+#   root     root, and nothing else: one process exercising code whose job needs privileges
+#            on plain files (layer extraction's chown, mknod, trusted.* xattrs).  Not e2e: no
+#            daemon, registry or runtime; not netns: no namespace.  As fast as unit tests.
+#   vm       inside `make vm-test`'s VM only (tests/vm/run.py).
+# Every test of a root tier, and every test marked `root` (cnitest.needs_root), is marked
+# `root` and skipped, with its tier in the reason, when not run as root.
+ROOT_TIERS = {
+    "netns": "network namespaces, links, BPF",
+    "e2e": "containers, mounts, pod networking",
+    "root": "chown, mknod, trusted xattrs",
+    "vm": "installs units under systemd",
+}
+TIERS = ("unit", "netns", "interop", "e2e", "root", "vm")
+
+
+def tier_of(path) -> str | None:
+    rel = os.path.relpath(str(path), TESTS_DIR).split(os.sep)
+    return rel[0] if len(rel) > 1 and rel[0] in TIERS else None
+
+
+def pytest_collection_modifyitems(config, items):
+    misplaced = []
+    for item in items:
+        tier = tier_of(item.path)
+        if tier is None:
+            continue
+        item.add_marker(getattr(pytest.mark, tier))
+        if tier in ROOT_TIERS:
+            item.add_marker(pytest.mark.root)
+        if item.get_closest_marker("root") is None:
+            continue
+        if tier == "unit":
+            misplaced.append(item.nodeid)
+        elif not IS_ROOT:
+            why = ROOT_TIERS.get(tier, "marked root")
+            item.add_marker(pytest.mark.skip(reason=f"needs root (tests/{tier}: {why})"))
+    if misplaced:
+        raise pytest.UsageError("tests/unit runs without root; these are marked root, move them "
+                                "to a root tier (tests/netns, tests/root, ...):\n  " + "\n  ".join(misplaced))
+
 
 
 @pytest.fixture
