@@ -1,5 +1,5 @@
-"""Layer extraction: hostile tarballs cannot write outside the layer dir; whiteouts
-become overlayfs whiteouts; metadata is kept."""
+"""Layer extraction: hostile tarballs cannot write outside the layer dir; metadata is kept.
+Ownership, device nodes and overlayfs whiteouts need root: tests/root/test_image_extract_root.py."""
 from __future__ import annotations
 
 import gzip
@@ -12,11 +12,8 @@ import pytest
 
 from cri.errors import CriError
 from cri.images import layer
-from cri.images.extract import OPAQUE_XATTR, extract
+from cri.images.extract import extract
 from ocitest import Tar, sha256
-
-# Local, not `from conftest import needs_root`: another conftest.py may shadow that module.
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, mknod, trusted xattrs)")
 
 
 @pytest.fixture
@@ -118,30 +115,6 @@ def test_later_entry_replaces_earlier(tmp_path):
 def test_entry_under_a_file_is_an_error(tmp_path):
     with pytest.raises(CriError, match="not a directory"):
         unpack(Tar().file("f", b"").file("f/x", b""), str(tmp_path))
-
-
-@needs_root
-def test_ownership_devices_and_fifos(tmp_path):
-    root = str(tmp_path)
-    unpack(Tar().file("owned", b"", uid=1234, gid=5678).chardev("dev/null", 1, 3)
-           .fifo("pipe"), root)
-    st = os.stat(os.path.join(root, "owned"))
-    assert (st.st_uid, st.st_gid) == (1234, 5678)
-    dev = os.stat(os.path.join(root, "dev/null"))
-    assert stat.S_ISCHR(dev.st_mode) and os.major(dev.st_rdev) == 1 and os.minor(dev.st_rdev) == 3
-    assert stat.S_ISFIFO(os.stat(os.path.join(root, "pipe")).st_mode)
-
-
-@needs_root
-def test_whiteouts_become_overlay_whiteouts(tmp_path):
-    root = str(tmp_path)
-    unpack(Tar().dir("etc").whiteout("etc/motd").opaque("var/cache").dir("var/cache/keep")
-           .file(".wh..wh.plnk/123", b"aufs"), root)
-    wh = os.lstat(os.path.join(root, "etc/motd"))
-    assert stat.S_ISCHR(wh.st_mode) and wh.st_rdev == os.makedev(0, 0)
-    assert os.getxattr(os.path.join(root, "var/cache"), OPAQUE_XATTR) == b"y"
-    assert os.path.isdir(os.path.join(root, "var/cache/keep"))
-    assert not any(n.startswith(".wh.") for _, ds, fs in os.walk(root) for n in ds + fs)
 
 
 def test_unpack_gzip_and_plain_checks_diff_id(tmp_path):
