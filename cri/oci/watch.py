@@ -5,15 +5,18 @@ find exits that happened while it was down, which a poll over watched ids does f
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from cri.oci.state import ContainerState, State
+
+if TYPE_CHECKING:
+    from cri.oci.runtime import ContainerRuntime
 
 Callback = Callable[[ContainerState], None]
 
 
 class ExitWatcher:
-    def __init__(self, runtime, on_exit: Callback, interval: float = 0.25) -> None:
+    def __init__(self, runtime: ContainerRuntime, on_exit: Callback, interval: float = 0.25) -> None:
         self.runtime = runtime
         self.on_exit = on_exit
         self.interval = interval

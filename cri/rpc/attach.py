@@ -7,6 +7,7 @@ the streams its request names; the session maps one onto the other."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from cri_api.v1 import api_pb2 as api
 
@@ -14,8 +15,11 @@ from ..streaming.remotecommand import Streams
 from ..streaming.requests import AttachRequest
 from .streaming import check_streams, issue_url, require_running
 
+if TYPE_CHECKING:
+    from ..server.services import Services
 
-def attach(svc, req: api.AttachRequest) -> api.AttachResponse:
+
+def attach(svc: Services, req: api.AttachRequest) -> api.AttachResponse:
     check_streams(req.tty, req.stdin, req.stdout, req.stderr)
     ctr = svc.containers.resolve(req.container_id)
     require_running(svc, ctr.id)

@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import signal
+from typing import TYPE_CHECKING
 
 from cri_api.v1 import api_pb2 as api
 from google.protobuf import json_format
@@ -20,12 +21,15 @@ from ..sandbox import files, netpol, sysctl
 from ..store.records import CREATED, POD_READY, ContainerRecord, PodRecord
 from . import container_sync, events, image_volumes
 
+if TYPE_CHECKING:
+    from ..server.services import Services
+
 log = logging.getLogger(__name__)
 OOM_SCORE_ADJ_MIN = -1000
 CREATE_TIMEOUT = 120.0
 
 
-def create_container(svc, req: api.CreateContainerRequest) -> api.CreateContainerResponse:
+def create_container(svc: Services, req: api.CreateContainerRequest) -> api.CreateContainerResponse:
     ctr = _create(svc, req.pod_sandbox_id, req.config)
     return api.CreateContainerResponse(container_id=ctr.id)
 
@@ -50,7 +54,7 @@ def log_path(pod: PodRecord, config: api.ContainerConfig) -> str:
     return path
 
 
-def _create(svc, pod_id: str, config: api.ContainerConfig) -> ContainerRecord:
+def _create(svc: Services, pod_id: str, config: api.ContainerConfig) -> ContainerRecord:
     # Kept: CRI-O refuses an empty name too (containerd does not); the name is the container's
     # identity in the name index, ListContainers filters and its log directory.
     if not config.metadata.name:
@@ -58,10 +62,10 @@ def _create(svc, pod_id: str, config: api.ContainerConfig) -> ContainerRecord:
     # Kept: containerd and CRI-O both fail here (no image to resolve), we just say which field.
     if not config.image.image:
         raise errors.invalid("container config needs an image")
-    pod = svc.pods.resolve(pod_id)
+    found = svc.pods.resolve(pod_id)
     # The pod's lock: a container must not appear in a pod that is being stopped or removed.
-    with svc.pods.op_lock(pod.id):
-        pod = svc.pods.get(pod.id)
+    with svc.pods.op_lock(found.id):
+        pod = svc.pods.get(found.id)
         if pod is None or pod.state != POD_READY:
             raise errors.precondition(f"pod sandbox {pod_id} is not ready")
         rec = _build(svc, pod, config)
@@ -70,7 +74,7 @@ def _create(svc, pod_id: str, config: api.ContainerConfig) -> ContainerRecord:
     return rec
 
 
-def _build(svc, pod: PodRecord, config: api.ContainerConfig) -> ContainerRecord:
+def _build(svc: Services, pod: PodRecord, config: api.ContainerConfig) -> ContainerRecord:
     image = svc.images.get(config.image.image)
     if image is None:
         raise errors.not_found(f"image {config.image.image!r} not found: pull it first")
@@ -121,7 +125,7 @@ def _build(svc, pod: PodRecord, config: api.ContainerConfig) -> ContainerRecord:
     return rec
 
 
-def _register_ports(svc, pod: PodRecord, ctr_id: str, config: api.ContainerConfig,
+def _register_ports(svc: Services, pod: PodRecord, ctr_id: str, config: api.ContainerConfig,
                     undo: contextlib.ExitStack) -> None:
     """The container's named ports, merged with the pod's other containers', to the netpol
     agent (named ports in policies resolve per pod); a failure fails CreateContainer.  Undone
@@ -133,11 +137,11 @@ def _register_ports(svc, pod: PodRecord, ctr_id: str, config: api.ContainerConfi
                   netpol.named_ports(other_containers(svc, pod.id, ctr_id)))
 
 
-def other_containers(svc, pod_id: str, ctr_id: str) -> list[api.ContainerConfig]:
+def other_containers(svc: Services, pod_id: str, ctr_id: str) -> list[api.ContainerConfig]:
     return [c.config for c in svc.pod_containers(pod_id) if c.id != ctr_id]
 
 
-def pod_context(svc, pod: PodRecord) -> oci_spec.PodContext:
+def pod_context(svc: Services, pod: PodRecord) -> oci_spec.PodContext:
     pf = files.pod_files(pod.pod_dir)
     ns = pod.config.linux.security_context.namespace_options
     host_net, host_ipc = ns.network == api.NODE, ns.ipc == api.NODE
@@ -149,7 +153,7 @@ def pod_context(svc, pod: PodRecord) -> oci_spec.PodContext:
         shm_path=pod.shm, cgroup_root=svc.config.cgroup_parent, sysctls=ctr_sysctls)
 
 
-def _target_pid_ns(svc, config: api.ContainerConfig, pod_id: str) -> str:
+def _target_pid_ns(svc: Services, config: api.ContainerConfig, pod_id: str) -> str:
     ns = config.linux.security_context.namespace_options
     if ns.pid != TARGET:
         return ""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from cri_api.v1 import api_pb2 as api
 
@@ -11,10 +12,13 @@ from ..store.records import POD_READY
 from . import events
 from .container_create import other_containers
 
+if TYPE_CHECKING:
+    from ..server.services import Services
+
 log = logging.getLogger(__name__)
 
 
-def remove_container(svc, req: api.RemoveContainerRequest) -> api.RemoveContainerResponse:
+def remove_container(svc: Services, req: api.RemoveContainerRequest) -> api.RemoveContainerResponse:
     # "RemoveContainer removes the container. If the container is running, the
     # container must be forcibly removed. This call is idempotent, and must not
     # return an error if the container has already been removed." (api.proto)
@@ -25,7 +29,7 @@ def remove_container(svc, req: api.RemoveContainerRequest) -> api.RemoveContaine
     return api.RemoveContainerResponse()
 
 
-def _withdraw_ports(svc, ctr) -> None:
+def _withdraw_ports(svc: Services, ctr) -> None:
     """A removed container's named ports stop resolving in policies: the pod's ports are sent
     again without them.  Only for a ready pod (a pod being removed is unregistered whole, and
     sending would bring its endpoint back), and best effort: an agent that is down must not
@@ -39,7 +43,7 @@ def _withdraw_ports(svc, ctr) -> None:
         log.warning("container %s: named ports not withdrawn from the netpol agent: %s", ctr.id[:12], exc)
 
 
-def remove(svc, ctr) -> None:
+def remove(svc: Services, ctr) -> None:
     with svc.containers.op_lock(ctr.id):
         if svc.containers.get(ctr.id) is None:
             return                       # a concurrent Remove won

@@ -1,19 +1,24 @@
 """StartContainer: `runc start` of a created container, then watch it for its exit."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cri_api.v1 import api_pb2 as api
 
 from .. import errors
 from ..store.records import CREATED, POD_READY
 from . import container_sync, events
 
+if TYPE_CHECKING:
+    from ..server.services import Services
 
-def start_container(svc, req: api.StartContainerRequest) -> api.StartContainerResponse:
+
+def start_container(svc: Services, req: api.StartContainerRequest) -> api.StartContainerResponse:
     _start(svc, svc.containers.resolve(req.container_id))
     return api.StartContainerResponse()
 
 
-def _start(svc, ctr) -> None:
+def _start(svc: Services, ctr) -> None:
     with svc.containers.op_lock(ctr.id):
         ctr = svc.containers.get(ctr.id)
         if ctr is None:

@@ -2,14 +2,19 @@
 then SIGKILL once the timeout has passed."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cri_api.v1 import api_pb2 as api
 
 from ..oci import signals
 from ..store.records import CREATED, RUNNING
 from . import container_sync
 
+if TYPE_CHECKING:
+    from ..server.services import Services
 
-def stop_container(svc, req: api.StopContainerRequest) -> api.StopContainerResponse:
+
+def stop_container(svc: Services, req: api.StopContainerRequest) -> api.StopContainerResponse:
     # "StopContainer stops a running container with a grace period (i.e., timeout).
     # This call is idempotent, and must not return an error if the container has
     # already been stopped." (api.proto, RuntimeService); a container we do not
@@ -20,7 +25,7 @@ def stop_container(svc, req: api.StopContainerRequest) -> api.StopContainerRespo
     return api.StopContainerResponse()
 
 
-def stop(svc, ctr, timeout: int) -> None:
+def stop(svc: Services, ctr, timeout: int) -> None:
     """Deliberately without the container's op lock: the kubelet follows a graceful stop
     with a forced one (timeout 0) when its own deadline runs out, and that one must not
     wait behind the first (stuck-Terminating reports: containerd#8847, #10755)."""

@@ -11,10 +11,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from ..oci.state import UNKNOWN_EXIT_CODE, State
 from ..store.records import CREATED, EXITED, RUNNING, UNKNOWN, ContainerRecord, now_ns
 from . import events
+
+if TYPE_CHECKING:
+    from ..server.services import Services
 
 log = logging.getLogger(__name__)
 _STATES = {State.CREATED: CREATED, State.RUNNING: RUNNING, State.EXITED: EXITED, State.UNKNOWN: UNKNOWN}
@@ -22,7 +26,7 @@ _LIVE = (CREATED, RUNNING)
 _lock = threading.Lock()      # check-and-commit of an exit: published once even if raced
 
 
-def with_state(svc, rec: ContainerRecord, **changes) -> ContainerRecord:
+def with_state(svc: Services, rec: ContainerRecord, **changes) -> ContainerRecord:
     """``rec`` with the runtime's view of it applied (not persisted)."""
     st = svc.runtime.lookup(rec.id)
     if st is None:
@@ -39,7 +43,7 @@ def with_state(svc, rec: ContainerRecord, **changes) -> ContainerRecord:
     return dataclasses.replace(rec, **{**live, **changes})
 
 
-def refresh(svc, rec: ContainerRecord) -> ContainerRecord:
+def refresh(svc: Services, rec: ContainerRecord) -> ContainerRecord:
     """Commit a state change the runtime knows about; publish STOPPED for a new exit."""
     if rec.state not in _LIVE:
         return rec
@@ -58,18 +62,18 @@ def refresh(svc, rec: ContainerRecord) -> ContainerRecord:
     return new
 
 
-def refresh_all(svc, recs: list[ContainerRecord]) -> list[ContainerRecord]:
+def refresh_all(svc: Services, recs: list[ContainerRecord]) -> list[ContainerRecord]:
     return [refresh(svc, r) if r.state in _LIVE else r for r in recs]
 
 
-def on_exit(svc, state) -> None:
+def on_exit(svc: Services, state) -> None:
     """ExitWatcher callback."""
     rec = svc.containers.get(state.id)
     if rec is not None:
         refresh(svc, rec)
 
 
-def reconcile_all(svc) -> None:
+def reconcile_all(svc: Services) -> None:
     """Start-up: bring every record up to date, watch the running ones, and remove
     runtime containers the shim has no record of (a crash inside CreateContainer)."""
     for rec in svc.containers.list():

@@ -1,11 +1,16 @@
 """UpdateContainerResources: apply new cgroup limits to a created or running container."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cri_api.v1 import api_pb2 as api
 from google.protobuf import json_format
 
+if TYPE_CHECKING:
+    from ..server.services import Services
 
-def update_container_resources(svc, req: api.UpdateContainerResourcesRequest
+
+def update_container_resources(svc: Services, req: api.UpdateContainerResourcesRequest
                                ) -> api.UpdateContainerResourcesResponse:
     ctr = svc.containers.resolve(req.container_id)
     if not req.HasField("linux"):

@@ -7,11 +7,15 @@ as containerd does (CREATED/STARTED at run, STOPPED, DELETED).
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from cri_api.v1 import api_pb2 as api
 
 from ..store.records import now_ns
 from . import views
+
+if TYPE_CHECKING:
+    from ..server.services import Services
 
 log = logging.getLogger(__name__)
 CREATED = api.CONTAINER_CREATED_EVENT
@@ -21,7 +25,7 @@ DELETED = api.CONTAINER_DELETED_EVENT
 POLL = 0.5   # how often a stream checks that its client is still there
 
 
-def publish(svc, object_id: str, pod_id: str, kind: api.ContainerEventType.ValueType) -> None:
+def publish(svc: Services, object_id: str, pod_id: str, kind: api.ContainerEventType.ValueType) -> None:
     if not svc.events.subscribers():
         return
     ev = api.ContainerEventResponse(container_id=object_id, container_event_type=kind,
@@ -33,7 +37,7 @@ def publish(svc, object_id: str, pod_id: str, kind: api.ContainerEventType.Value
     svc.events.publish(ev)
 
 
-def get_container_events(svc, req: api.GetEventsRequest, context):
+def get_container_events(svc: Services, req: api.GetEventsRequest, context):
     sub = svc.events.subscribe()
     try:
         while context.is_active():

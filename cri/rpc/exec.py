@@ -6,6 +6,8 @@ capabilities...) and the command replaced, as ExecSync does; everything it needs
 here, while we look at the container's state."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cri_api.v1 import api_pb2 as api
 
 from .. import errors
@@ -13,8 +15,11 @@ from ..streaming.remotecommand import Streams
 from ..streaming.requests import ExecRequest
 from .streaming import check_streams, issue_url, require_running
 
+if TYPE_CHECKING:
+    from ..server.services import Services
 
-def exec_(svc, req: api.ExecRequest) -> api.ExecResponse:
+
+def exec_(svc: Services, req: api.ExecRequest) -> api.ExecResponse:
     check_streams(req.tty, req.stdin, req.stdout, req.stderr)
     # Kept: runc refuses an empty command ("args must not be empty"); say it in the CRI's words.
     if not req.cmd:

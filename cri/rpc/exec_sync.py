@@ -6,12 +6,17 @@ DEADLINE_EXCEEDED, which the kubelet reports as a probe timeout.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cri_api.v1 import api_pb2 as api
 
 from .. import errors
 
+if TYPE_CHECKING:
+    from ..server.services import Services
 
-def exec_sync(svc, req: api.ExecSyncRequest) -> api.ExecSyncResponse:
+
+def exec_sync(svc: Services, req: api.ExecSyncRequest) -> api.ExecSyncResponse:
     # Kept: with no command runc fails with "args must not be empty"; say it in the CRI's words.
     if not req.cmd:
         raise errors.invalid("ExecSync needs a command")

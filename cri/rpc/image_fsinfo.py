@@ -8,11 +8,15 @@ runtime's to add; left empty here, which the kubelet reads as "same as the image
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from cri_api.v1 import api_pb2 as api
 
+if TYPE_CHECKING:
+    from ..server.services import Services
 
-def image_fs_info(svc, req: api.ImageFsInfoRequest) -> api.ImageFsInfoResponse:
+
+def image_fs_info(svc: Services, req: api.ImageFsInfoRequest) -> api.ImageFsInfoResponse:
     mountpoint, used, inodes = svc.images.fs_info()
     usage = api.FilesystemUsage(timestamp=time.time_ns(),
                                 fs_id=api.FilesystemIdentifier(mountpoint=mountpoint))

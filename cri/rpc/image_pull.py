@@ -6,10 +6,15 @@ returns it; the kubelet stores it as the container's image ref.  Credentials com
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cri_api.v1 import api_pb2 as api
 
+if TYPE_CHECKING:
+    from ..server.services import Services
 
-def pull_image(svc, req: api.PullImageRequest) -> api.PullImageResponse:
+
+def pull_image(svc: Services, req: api.PullImageRequest) -> api.PullImageResponse:
     auth = req.auth if req.HasField("auth") else None
     image = svc.images.pull(req.image.image, auth=auth)
     return api.PullImageResponse(image_ref=image.id)

@@ -9,12 +9,17 @@ container holds its layers).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cri_api.v1 import api_pb2 as api
 
 from . import image_volumes
 
+if TYPE_CHECKING:
+    from ..server.services import Services
 
-def remove_image(svc, req: api.RemoveImageRequest) -> api.RemoveImageResponse:
+
+def remove_image(svc: Services, req: api.RemoveImageRequest) -> api.RemoveImageResponse:
     image = svc.images.get(req.image.image)
     if image is not None:
         image_volumes.check_removable(svc, image.id)

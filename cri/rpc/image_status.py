@@ -8,13 +8,17 @@ Also home of :func:`to_proto`, the one Image -> CRI message conversion.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from cri_api.v1 import api_pb2 as api
 
 from ..images.image import Image
 
+if TYPE_CHECKING:
+    from ..server.services import Services
 
-def image_status(svc, req: api.ImageStatusRequest) -> api.ImageStatusResponse:
+
+def image_status(svc: Services, req: api.ImageStatusRequest) -> api.ImageStatusResponse:
     image = svc.images.status(req.image.image)
     if image is None:
         return api.ImageStatusResponse()

@@ -7,6 +7,8 @@ a container still uses as a volume, naming the container.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cri_api.v1 import api_pb2 as api
 
 from .. import errors
@@ -14,13 +16,16 @@ from ..oci import imagevolume
 from ..oci.mounts import is_image_volume
 from ..store.records import ContainerRecord
 
+if TYPE_CHECKING:
+    from ..server.services import Services
+
 # ImageSpec.image_ref (KEP-5365) is field 20 of runtime.v1's ImageSpec.  The published Python
 # stubs (container-runtime-interface-api 2.0.1) predate it, so it is written by its wire number
 # when the stubs lack it; clients built on a newer api.proto read it as the named field.
 _IMAGE_REF_FIELD = 20
 
 
-def prepare(svc, ctr_id: str, mounts) -> tuple[dict[str, str], tuple]:
+def prepare(svc: Services, ctr_id: str, mounts) -> tuple[dict[str, str], tuple]:
     """Mount the image volumes of `mounts` for container `ctr_id`: (container path -> host source
     for the OCI spec, the record's ``image_volumes``).  On failure the caller's undo steps,
     ``runtime.remove`` (unmounts the bundle's volumes) and ``images.release`` (drops the
@@ -43,13 +48,13 @@ def prepare(svc, ctr_id: str, mounts) -> tuple[dict[str, str], tuple]:
     return sources, tuple(used)
 
 
-def users_of(svc, image_id: str) -> list[ContainerRecord]:
+def users_of(svc: Services, image_id: str) -> list[ContainerRecord]:
     """Containers that mount `image_id` as a volume."""
     return [c for c in svc.containers.list()
             if any(v.get("image_id") == image_id for v in c.image_volumes)]
 
 
-def check_removable(svc, image_id: str) -> None:
+def check_removable(svc: Services, image_id: str) -> None:
     users = users_of(svc, image_id)
     if users:
         c = users[0]

@@ -3,6 +3,8 @@ loopback (kubectl port-forward), dialled inside the pod's network namespace (or 
 a host-network pod) without running anything in a container."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cri_api.v1 import api_pb2 as api
 
 from .. import errors
@@ -10,8 +12,11 @@ from ..store.records import POD_READY
 from ..streaming.requests import PortForwardRequest
 from .streaming import issue_url
 
+if TYPE_CHECKING:
+    from ..server.services import Services
 
-def port_forward(svc, req: api.PortForwardRequest) -> api.PortForwardResponse:
+
+def port_forward(svc: Services, req: api.PortForwardRequest) -> api.PortForwardResponse:
     pod = svc.pods.resolve(req.pod_sandbox_id)
     # Kept: a stopped pod's network namespace is gone (containerd: "sandbox container is not
     # running").

@@ -5,10 +5,14 @@ import dataclasses
 import ipaddress
 import json
 import shutil
+from typing import TYPE_CHECKING
 
 from cri_api.v1 import api_pb2 as api
 
 from .. import errors
+
+if TYPE_CHECKING:
+    from ..server.services import Services
 
 RUNTIME_NAME = "podwire"
 RUNTIME_API_VERSION = "v1"
@@ -23,13 +27,13 @@ def _package_version() -> str:
         return "0.0.0"
 
 
-def version(svc, req: api.VersionRequest) -> api.VersionResponse:
+def version(svc: Services, req: api.VersionRequest) -> api.VersionResponse:
     return api.VersionResponse(version=KUBE_API_VERSION, runtime_name=RUNTIME_NAME,
                                runtime_version=_package_version(),
                                runtime_api_version=RUNTIME_API_VERSION)
 
 
-def status(svc, req: api.StatusRequest) -> api.StatusResponse:
+def status(svc: Services, req: api.StatusRequest) -> api.StatusResponse:
     runtime_ok, runtime_msg = _runtime_ready(svc)
     net_ok, net_reason, net_msg = svc.network.status()
     conditions = [
@@ -46,7 +50,7 @@ def status(svc, req: api.StatusRequest) -> api.StatusResponse:
     return resp
 
 
-def _runtime_ready(svc) -> tuple[bool, str]:
+def _runtime_ready(svc: Services) -> tuple[bool, str]:
     if shutil.which(svc.config.runc) is None:
         return False, f"OCI runtime {svc.config.runc!r} not found"
     if shutil.which(svc.config.conmon) is None:
@@ -56,13 +60,13 @@ def _runtime_ready(svc) -> tuple[bool, str]:
     return True, ""
 
 
-def runtime_config(svc, req: api.RuntimeConfigRequest) -> api.RuntimeConfigResponse:
+def runtime_config(svc: Services, req: api.RuntimeConfigRequest) -> api.RuntimeConfigResponse:
     # podwire creates container cgroups itself under the kubelet's cgroup_parent paths
     # (cgroupfs layout), never through systemd: this must not change while a kubelet runs.
     return api.RuntimeConfigResponse(linux=api.LinuxRuntimeConfiguration(cgroup_driver=api.CGROUPFS))
 
 
-def update_runtime_config(svc, req: api.UpdateRuntimeConfigRequest) -> api.UpdateRuntimeConfigResponse:
+def update_runtime_config(svc: Services, req: api.UpdateRuntimeConfigRequest) -> api.UpdateRuntimeConfigResponse:
     cidr = req.runtime_config.network_config.pod_cidr
     # Kept: the CIDR becomes IPAM ranges; a string that is not one would only fail at the
     # next pod's ADD, far from its cause.

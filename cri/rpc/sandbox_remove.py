@@ -3,16 +3,20 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from cri_api.v1 import api_pb2 as api
 
 from ..sandbox import files, namespaces
 from . import container_remove, events, sandbox_stop
 
+if TYPE_CHECKING:
+    from ..server.services import Services
+
 log = logging.getLogger(__name__)
 
 
-def remove_pod_sandbox(svc, req: api.RemovePodSandboxRequest) -> api.RemovePodSandboxResponse:
+def remove_pod_sandbox(svc: Services, req: api.RemovePodSandboxRequest) -> api.RemovePodSandboxResponse:
     # "RemovePodSandbox removes the sandbox. If there are any running containers
     # in the sandbox, they must be forcibly terminated and removed.
     # This call is idempotent, and must not return an error if the sandbox has
@@ -23,7 +27,7 @@ def remove_pod_sandbox(svc, req: api.RemovePodSandboxRequest) -> api.RemovePodSa
     return api.RemovePodSandboxResponse()
 
 
-def _remove(svc, pod) -> None:
+def _remove(svc: Services, pod) -> None:
     pod = sandbox_stop.stop(svc, pod)          # no-op for a stopped pod, except a pending DEL
     with svc.pods.op_lock(pod.id):
         if svc.pods.get(pod.id) is None:

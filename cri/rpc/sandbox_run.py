@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import shutil
+from typing import TYPE_CHECKING
 
 from cri_api.v1 import api_pb2 as api
 
@@ -15,11 +16,14 @@ from ..sandbox import files, namespaces, netpol, sysctl
 from ..store.records import POD_NOTREADY, POD_READY, PodRecord, now_ns
 from . import events
 
+if TYPE_CHECKING:
+    from ..server.services import Services
+
 log = logging.getLogger(__name__)
 RUNTIME_HANDLERS = ("", "runc")
 
 
-def run_pod_sandbox(svc, req: api.RunPodSandboxRequest) -> api.RunPodSandboxResponse:
+def run_pod_sandbox(svc: Services, req: api.RunPodSandboxRequest) -> api.RunPodSandboxResponse:
     pod = _run(svc, req.config, req.runtime_handler)
     return api.RunPodSandboxResponse(pod_sandbox_id=pod.id)
 
@@ -54,7 +58,7 @@ def validate(config: api.PodSandboxConfig, handler: str) -> None:
     files.hostname_for(config)      # its rules and their reasons are there
 
 
-def _run(svc, config: api.PodSandboxConfig, handler: str) -> PodRecord:
+def _run(svc: Services, config: api.PodSandboxConfig, handler: str) -> PodRecord:
     """No op lock is needed: the pod becomes visible to other RPCs (and so can be
     stopped or removed) only by the final ``put``, after everything succeeded."""
     validate(config, handler)
@@ -112,7 +116,7 @@ def _run(svc, config: api.PodSandboxConfig, handler: str) -> PodRecord:
     return rec
 
 
-def _unregister(svc, rec: PodRecord) -> None:
+def _unregister(svc: Services, rec: PodRecord) -> None:
     if netpol.other_live_sandbox(svc, rec) is None:
         svc.netpol.unregister(rec.config)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from cri_api.v1 import api_pb2 as api
 
@@ -9,10 +10,13 @@ from ..sandbox import namespaces, netpol
 from ..store.records import POD_NOTREADY, PodRecord
 from . import container_stop, events
 
+if TYPE_CHECKING:
+    from ..server.services import Services
+
 log = logging.getLogger(__name__)
 
 
-def stop_pod_sandbox(svc, req: api.StopPodSandboxRequest) -> api.StopPodSandboxResponse:
+def stop_pod_sandbox(svc: Services, req: api.StopPodSandboxRequest) -> api.StopPodSandboxResponse:
     # "StopPodSandbox ... This call is idempotent, and must not return an error if
     # all relevant resources have already been reclaimed." (api.proto, RuntimeService):
     # a pod we do not know is such a pod.
@@ -22,7 +26,7 @@ def stop_pod_sandbox(svc, req: api.StopPodSandboxRequest) -> api.StopPodSandboxR
     return api.StopPodSandboxResponse()
 
 
-def stop(svc, pod: PodRecord) -> PodRecord:
+def stop(svc: Services, pod: PodRecord) -> PodRecord:
     with svc.pods.op_lock(pod.id):
         pod = svc.pods.get(pod.id) or pod
         # "If there are any running containers in the sandbox, they must be forcibly terminated."
@@ -38,7 +42,7 @@ def stop(svc, pod: PodRecord) -> PodRecord:
     return pod
 
 
-def _unregister(svc, pod: PodRecord) -> None:
+def _unregister(svc: Services, pod: PodRecord) -> None:
     """Forget the pod in the netpol agent (best effort, idempotent; the CNI hook's DEL has
     usually removed it already) -- unless a newer sandbox of the same pod is running:
     the endpoint, keyed by namespace/name, is that one's now."""
@@ -47,7 +51,7 @@ def _unregister(svc, pod: PodRecord) -> None:
     svc.netpol.unregister(pod.config)
 
 
-def _teardown_network(svc, pod: PodRecord) -> None:
+def _teardown_network(svc: Services, pod: PodRecord) -> None:
     """DEL even when the netns is already gone (reboot, crash): the plugins must still
     release the pod's IPs (containerd/cri#948).  On failure the netns and the record's
     network stay, so the kubelet's next StopPodSandbox retries the DEL."""

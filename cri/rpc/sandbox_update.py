@@ -13,16 +13,20 @@ what differs (cri/sandbox/cgroup.py), so the kubelet's own values are never rewr
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from cri_api.v1 import api_pb2 as api
 from google.protobuf import json_format
 
 from ..sandbox import cgroup
 
+if TYPE_CHECKING:
+    from ..server.services import Services
+
 log = logging.getLogger(__name__)
 
 
-def update_pod_sandbox_resources(svc, req: api.UpdatePodSandboxResourcesRequest
+def update_pod_sandbox_resources(svc: Services, req: api.UpdatePodSandboxResourcesRequest
                                  ) -> api.UpdatePodSandboxResourcesResponse:
     pod = svc.pods.resolve(req.pod_sandbox_id)
     overhead = req.overhead if req.HasField("overhead") else None

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import subprocess
+from typing import TYPE_CHECKING
 
 from cri_api.v1 import api_pb2 as api
 
@@ -20,33 +21,36 @@ from ..oci import cgroups
 from ..store import filters
 from ..store.records import POD_READY, RUNNING, now_ns
 
+if TYPE_CHECKING:
+    from ..server.services import Services
+
 log = logging.getLogger(__name__)
 
 
-def container_stats(svc, req: api.ContainerStatsRequest) -> api.ContainerStatsResponse:
+def container_stats(svc: Services, req: api.ContainerStatsRequest) -> api.ContainerStatsResponse:
     ctr = svc.containers.resolve(req.container_id)
     return api.ContainerStatsResponse(stats=_container(svc, ctr))
 
 
-def list_container_stats(svc, req: api.ListContainerStatsRequest) -> api.ListContainerStatsResponse:
+def list_container_stats(svc: Services, req: api.ListContainerStatsRequest) -> api.ListContainerStatsResponse:
     f = req.filter if req.HasField("filter") else None
     ctrs = filters.containers(svc.containers.list(), svc.containers, svc.pods, f)
     # Like containerd: stats of containers that run (exited ones have no cgroup left).
     return api.ListContainerStatsResponse(stats=[_container(svc, c) for c in ctrs if c.state == RUNNING])
 
 
-def pod_sandbox_stats(svc, req: api.PodSandboxStatsRequest) -> api.PodSandboxStatsResponse:
+def pod_sandbox_stats(svc: Services, req: api.PodSandboxStatsRequest) -> api.PodSandboxStatsResponse:
     pod = svc.pods.resolve(req.pod_sandbox_id)
     return api.PodSandboxStatsResponse(stats=_pod(svc, pod))
 
 
-def list_pod_sandbox_stats(svc, req: api.ListPodSandboxStatsRequest) -> api.ListPodSandboxStatsResponse:
+def list_pod_sandbox_stats(svc: Services, req: api.ListPodSandboxStatsRequest) -> api.ListPodSandboxStatsResponse:
     f = req.filter if req.HasField("filter") else None
     pods = filters.pods(svc.pods.list(), svc.pods, f)
     return api.ListPodSandboxStatsResponse(stats=[_pod(svc, p) for p in pods])
 
 
-def _container(svc, ctr) -> api.ContainerStats:
+def _container(svc: Services, ctr) -> api.ContainerStats:
     st = api.ContainerStats(attributes=api.ContainerAttributes(
         id=ctr.id, metadata=ctr.config.metadata, labels=ctr.config.labels,
         annotations=ctr.config.annotations))
@@ -72,7 +76,7 @@ def _fill_cpu_mem(cpu: api.CpuUsage, mem: api.MemoryUsage, ts: int, cpu_ns: int,
     mem.major_page_faults.value = cg.major_page_faults
 
 
-def _pod(svc, pod) -> api.PodSandboxStats:
+def _pod(svc: Services, pod) -> api.PodSandboxStats:
     st = api.PodSandboxStats(attributes=api.PodSandboxAttributes(
         id=pod.id, metadata=pod.config.metadata, labels=pod.config.labels,
         annotations=pod.config.annotations))
@@ -95,7 +99,7 @@ def _pod(svc, pod) -> api.PodSandboxStats:
     return st
 
 
-def _process_count(svc, ctr_id: str) -> int:
+def _process_count(svc: Services, ctr_id: str) -> int:
     try:
         path = svc.runtime.spec(ctr_id)["linux"]["cgroupsPath"]
     except (errors.CriError, KeyError):

@@ -5,11 +5,16 @@ its words; the URL comes from the streaming server, which keeps the resolved req
 single-use token."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import grpc
 
 from .. import errors
 from ..oci.state import State
 from ..streaming.tokens import TooManyInFlight
+
+if TYPE_CHECKING:
+    from ..server.services import Services
 
 
 def check_streams(tty: bool, stdin: bool, stdout: bool, stderr: bool) -> None:
@@ -21,7 +26,7 @@ def check_streams(tty: bool, stdin: bool, stdout: bool, stderr: bool) -> None:
         raise errors.invalid("one of stdin, stdout, or stderr must be set")
 
 
-def require_running(svc, container_id: str) -> None:
+def require_running(svc: Services, container_id: str) -> None:
     """containerd's check and wording; FAILED_PRECONDITION, as our other RPCs on a container
     in the wrong state (containerd's plain error reaches the kubelet as UNKNOWN)."""
     state = svc.runtime.status(container_id).state
@@ -29,7 +34,7 @@ def require_running(svc, container_id: str) -> None:
         raise errors.precondition(f"container is in CONTAINER_{state.name} state")
 
 
-def issue_url(svc, request, streams=None) -> str:
+def issue_url(svc: Services, request, streams=None) -> str:
     if svc.streaming is None:
         raise errors.unavailable("the streaming server is not running")
     try:

@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import logging
 import shutil
+from typing import TYPE_CHECKING
 
 from ..rpc import container_sync
 from ..sandbox import namespaces
 from ..store.records import POD_NOTREADY
 
+if TYPE_CHECKING:
+    from .services import Services
+
 log = logging.getLogger(__name__)
 
 
-def recover(svc) -> None:
+def recover(svc: Services) -> None:
     for broken in svc.pods.load():
         shutil.rmtree(svc.pods.dir_of(broken), ignore_errors=True)
     for broken in svc.containers.load():
@@ -45,7 +49,7 @@ def recover(svc) -> None:
     log.info("recovered %d pods and %d containers", len(svc.pods.list()), len(svc.containers.list()))
 
 
-def _remove_orphan(svc, ctr) -> None:
+def _remove_orphan(svc: Services, ctr) -> None:
     from ..rpc import container_remove
     try:
         container_remove.remove(svc, ctr)

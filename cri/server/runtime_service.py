@@ -1,6 +1,8 @@
 """RuntimeService: one line per RPC, delegating to cri/rpc (the boundary wraps each)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import grpc
 from cri_api.v1 import api_pb2_grpc
 
@@ -11,6 +13,9 @@ from ..rpc import (attach, container_create, container_list, container_log, cont
                    sandbox_stop, sandbox_update, stats)
 from . import boundary
 
+if TYPE_CHECKING:
+    from .services import Services
+
 
 def _unimplemented(what: str) -> CriError:
     return CriError(grpc.StatusCode.UNIMPLEMENTED, f"{what} is not implemented by podwire-cri")
@@ -18,7 +23,7 @@ def _unimplemented(what: str) -> CriError:
 
 @boundary.servicer(api_pb2_grpc.RuntimeServiceServicer)
 class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
-    def __init__(self, svc) -> None:
+    def __init__(self, svc: Services) -> None:
         self.svc = svc
 
     # --- runtime info -------------------------------------------------------

@@ -10,7 +10,7 @@ import concurrent.futures
 import grp
 import logging
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import grpc
 from cri_api.v1 import api_pb2_grpc
@@ -26,19 +26,28 @@ from .image_service import ImageService
 from .runtime_service import RuntimeService
 from .services import Services
 
+if TYPE_CHECKING:
+    from ..images.service import ImageService as ImageEngine
+    from ..oci.runtime import ContainerRuntime
+
 log = logging.getLogger(__name__)
 MAX_WORKERS = 64            # event streams hold a worker each; leave plenty for the kubelet
 MAX_MESSAGE = 16 << 20      # like containerd: large ExecSync output and List responses
 
 
-def create_server(cfg: Config, *, images=None, runtime=None,
+def create_server(cfg: Config, *, images: Optional[ImageEngine] = None,
+                  runtime: Optional[ContainerRuntime] = None,
                   socket_path: Optional[str] = None) -> tuple[grpc.Server, Services]:
     """A ready-to-start server on ``socket_path`` (default: the config's) with the
     shim's state recovered.  ``images``/``runtime`` override the engines (tests)."""
     path = socket_path or cfg.socket_path
-    svc = Services.create(cfg, images=images if images is not None else _image_engine(cfg),
-                          runtime=runtime if runtime is not None else _container_engine(cfg))
-    svc.watcher = ExitWatcher(svc.runtime, lambda st: container_sync.on_exit(svc, st))
+    if images is None:
+        images = _image_engine(cfg)
+    if runtime is None:
+        runtime = _container_engine(cfg)
+    # The watcher reports exits to the Services it belongs to; it runs once started below.
+    watcher = ExitWatcher(runtime, lambda st: container_sync.on_exit(svc, st))
+    svc = Services.create(cfg, images=images, runtime=runtime, watcher=watcher)
     recovery.recover(svc)
     svc.watcher.start()
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(MAX_WORKERS, thread_name_prefix="cri"),
@@ -70,12 +79,12 @@ def _prepare_socket(path: str) -> None:
         raise RuntimeError(f"{path} is in use: is another podwire-cri running?") from None
 
 
-def _image_engine(cfg: Config):
+def _image_engine(cfg: Config) -> ImageEngine:
     from ..images.service import ImageService as Engine
     return Engine.from_config(cfg)
 
 
-def _container_engine(cfg: Config):
+def _container_engine(cfg: Config) -> ContainerRuntime:
     from ..oci.runtime import ContainerRuntime
     # Bundles (with the writable layers) on disk beside the records; monitor state per boot.
     return ContainerRuntime(root_dir=os.path.join(cfg.state_dir, "bundles"), runc_root=cfg.runc_root,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..config import Config
 from ..sandbox.netpol import NetpolAgent
@@ -15,6 +15,12 @@ from ..store.events import EventBus
 from ..store.records import ContainerRecord, PodRecord
 from ..store.registrar import Registrar
 from ..store.store import RecordStore
+
+if TYPE_CHECKING:     # the engines are imported where they are built (server.py), not here
+    from ..images.service import ImageService
+    from ..oci.runtime import ContainerRuntime
+    from ..oci.watch import ExitWatcher
+    from ..streaming.server import StreamingServer
 
 
 class RuntimeState:
@@ -38,35 +44,35 @@ class RuntimeState:
 @dataclasses.dataclass
 class Services:
     config: Config
-    pods: RecordStore
-    containers: RecordStore
+    pods: RecordStore[PodRecord]
+    containers: RecordStore[ContainerRecord]
     pod_names: Registrar
     ctr_names: Registrar
     network: PodNetwork
     events: EventBus
     state: RuntimeState
-    images: Any = None        # cri.images.service.ImageService
-    runtime: Any = None       # cri.oci.runtime.ContainerRuntime
-    watcher: Any = None       # cri.oci.watch.ExitWatcher: container exits -> records, events
-    netpol: Optional[NetpolAgent] = None
-    streaming: Any = None     # cri.streaming.server.StreamingServer: Exec/Attach/PortForward URLs
+    images: ImageService
+    runtime: ContainerRuntime
+    watcher: ExitWatcher      # container exits -> records, events
+    netpol: NetpolAgent
+    streaming: Optional[StreamingServer] = None   # Exec/Attach/PortForward URLs, once started
 
     @classmethod
-    def create(cls, cfg: Config, images: Optional[Any] = None, runtime: Optional[Any] = None) -> "Services":
+    def create(cls, cfg: Config, images: ImageService, runtime: ContainerRuntime,
+               watcher: ExitWatcher) -> "Services":
         os.makedirs(cfg.state_dir, mode=0o711, exist_ok=True)
         return cls(config=cfg,
                    pods=RecordStore(cfg.pods_dir, "pod sandbox", PodRecord.from_dict),
                    containers=RecordStore(cfg.containers_dir, "container", ContainerRecord.from_dict),
                    pod_names=Registrar(), ctr_names=Registrar(), network=PodNetwork(cfg),
                    events=EventBus(), state=RuntimeState(os.path.join(cfg.state_dir, "runtime.json")),
-                   images=images, runtime=runtime,
+                   images=images, runtime=runtime, watcher=watcher,
                    netpol=NetpolAgent(cfg.netpol_socket, cfg.netpol_timeout))
 
     def close(self) -> None:
         """Stop background threads (the exit watcher, the streaming server and its sessions);
         containers keep running."""
-        if self.watcher is not None:
-            self.watcher.close()
+        self.watcher.close()
         if self.streaming is not None:
             self.streaming.stop()
 
