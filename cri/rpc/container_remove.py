@@ -8,7 +8,7 @@ from cri_api.v1 import api_pb2 as api
 
 from .. import errors
 from ..sandbox import netpol
-from ..store.records import POD_READY
+from ..store.records import POD_READY, ContainerRecord
 from . import events
 from .container_create import other_containers
 
@@ -29,7 +29,7 @@ def remove_container(svc: Services, req: api.RemoveContainerRequest) -> api.Remo
     return api.RemoveContainerResponse()
 
 
-def _withdraw_ports(svc: Services, ctr) -> None:
+def _withdraw_ports(svc: Services, ctr: ContainerRecord) -> None:
     """A removed container's named ports stop resolving in policies: the pod's ports are sent
     again without them.  Only for a ready pod (a pod being removed is unregistered whole, and
     sending would bring its endpoint back), and best effort: an agent that is down must not
@@ -43,7 +43,7 @@ def _withdraw_ports(svc: Services, ctr) -> None:
         log.warning("container %s: named ports not withdrawn from the netpol agent: %s", ctr.id[:12], exc)
 
 
-def remove(svc: Services, ctr) -> None:
+def remove(svc: Services, ctr: ContainerRecord) -> None:
     with svc.containers.op_lock(ctr.id):
         if svc.containers.get(ctr.id) is None:
             return                       # a concurrent Remove won

@@ -14,13 +14,13 @@ if TYPE_CHECKING:
 
 
 def start_container(svc: Services, req: api.StartContainerRequest) -> api.StartContainerResponse:
-    _start(svc, svc.containers.resolve(req.container_id))
+    _start(svc, svc.containers.resolve(req.container_id).id)
     return api.StartContainerResponse()
 
 
-def _start(svc: Services, ctr) -> None:
-    with svc.containers.op_lock(ctr.id):
-        ctr = svc.containers.get(ctr.id)
+def _start(svc: Services, ctr_id: str) -> None:
+    with svc.containers.op_lock(ctr_id):
+        ctr = svc.containers.get(ctr_id)
         if ctr is None:
             raise errors.not_found("container was removed")
         if ctr.state != CREATED:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from cri_api.v1 import api_pb2 as api
 
 from ..oci import signals
-from ..store.records import CREATED, RUNNING
+from ..store.records import CREATED, RUNNING, ContainerRecord
 from . import container_sync
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ def stop_container(svc: Services, req: api.StopContainerRequest) -> api.StopCont
     return api.StopContainerResponse()
 
 
-def stop(svc: Services, ctr, timeout: int) -> None:
+def stop(svc: Services, ctr: ContainerRecord, timeout: int) -> None:
     """Deliberately without the container's op lock: the kubelet follows a graceful stop
     with a forced one (timeout 0) when its own deadline runs out, and that one must not
     wait behind the first (stuck-Terminating reports: containerd#8847, #10755)."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from cri_api.v1 import api_pb2 as api
 
 from ..sandbox import files, namespaces
+from ..store.records import PodRecord
 from . import container_remove, events, sandbox_stop
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ def remove_pod_sandbox(svc: Services, req: api.RemovePodSandboxRequest) -> api.R
     return api.RemovePodSandboxResponse()
 
 
-def _remove(svc: Services, pod) -> None:
+def _remove(svc: Services, pod: PodRecord) -> None:
     pod = sandbox_stop.stop(svc, pod)          # no-op for a stopped pod, except a pending DEL
     with svc.pods.op_lock(pod.id):
         if svc.pods.get(pod.id) is None:

@@ -19,7 +19,7 @@ from cri_api.v1 import api_pb2 as api
 from .. import errors
 from ..oci import cgroups
 from ..store import filters
-from ..store.records import POD_READY, RUNNING, now_ns
+from ..store.records import POD_READY, RUNNING, ContainerRecord, PodRecord, now_ns
 
 if TYPE_CHECKING:
     from ..server.services import Services
@@ -50,7 +50,7 @@ def list_pod_sandbox_stats(svc: Services, req: api.ListPodSandboxStatsRequest) -
     return api.ListPodSandboxStatsResponse(stats=[_pod(svc, p) for p in pods])
 
 
-def _container(svc: Services, ctr) -> api.ContainerStats:
+def _container(svc: Services, ctr: ContainerRecord) -> api.ContainerStats:
     st = api.ContainerStats(attributes=api.ContainerAttributes(
         id=ctr.id, metadata=ctr.config.metadata, labels=ctr.config.labels,
         annotations=ctr.config.annotations))
@@ -76,7 +76,7 @@ def _fill_cpu_mem(cpu: api.CpuUsage, mem: api.MemoryUsage, ts: int, cpu_ns: int,
     mem.major_page_faults.value = cg.major_page_faults
 
 
-def _pod(svc: Services, pod) -> api.PodSandboxStats:
+def _pod(svc: Services, pod: PodRecord) -> api.PodSandboxStats:
     st = api.PodSandboxStats(attributes=api.PodSandboxAttributes(
         id=pod.id, metadata=pod.config.metadata, labels=pod.config.labels,
         annotations=pod.config.annotations))

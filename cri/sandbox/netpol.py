@@ -26,7 +26,7 @@ import grpc
 from cri_api.v1 import api_pb2 as api
 
 from .. import errors
-from ..store.records import POD_READY
+from ..store.records import POD_READY, PodRecord
 
 if TYPE_CHECKING:
     from ..server.services import Services
@@ -130,7 +130,7 @@ class NetpolAgent:
             log.warning("pod %s/%s: not removed from the netpol agent: %s", md.namespace, md.name, exc)
 
 
-def other_live_sandbox(svc: Services, pod) -> Optional[str]:
+def other_live_sandbox(svc: Services, pod: PodRecord) -> Optional[str]:
     """Another ready sandbox of the same Kubernetes pod (a newer attempt): the endpoint,
     keyed by namespace/name, is then that sandbox's and must stay."""
     md = pod.config.metadata

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from ..rpc import container_sync
 from ..sandbox import namespaces
-from ..store.records import POD_NOTREADY
+from ..store.records import POD_NOTREADY, ContainerRecord
 
 if TYPE_CHECKING:
     from .services import Services
@@ -49,7 +49,7 @@ def recover(svc: Services) -> None:
     log.info("recovered %d pods and %d containers", len(svc.pods.list()), len(svc.containers.list()))
 
 
-def _remove_orphan(svc: Services, ctr) -> None:
+def _remove_orphan(svc: Services, ctr: ContainerRecord) -> None:
     from ..rpc import container_remove
     try:
         container_remove.remove(svc, ctr)
