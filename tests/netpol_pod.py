@@ -1,9 +1,10 @@
 """A test pod's workload, run inside its network namespace (standard library only).
 
-Serves TCP and UDP echo on ports 80 and 81 (IPv4 and IPv6) and answers SCTP
-INIT with INIT-ACK on the same ports.  This kernel has no SCTP sockets (no
-modules), so SCTP travels as real SCTP packets through raw IPPROTO_SCTP
-sockets: the datapath sees exactly what an SCTP stack would send first.
+Serves TCP and UDP echo on ports 80 and 81 (IPv4 and IPv6), and SCTP on the same
+ports.  Where the kernel has SCTP sockets (the VM of `make vm-test`), SCTP is a real
+association: listening sockets, and a probe is a connect().  Where it has none (the
+development host: no modules), SCTP travels as real SCTP packets through raw
+IPPROTO_SCTP sockets: INIT answered with INIT-ACK, what an SCTP stack sends first.
 
 Reads JSON commands on stdin, one per line, answers one JSON line each:
   {"op": "probe", "timeout": 1.0, "probes": [[id, dst, "TCP"|"UDP"|"SCTP", port], ...]}
@@ -86,6 +87,29 @@ def serve_udp(port: int) -> None:
         srv.sendto(data, peer)
 
 
+def sctp_sockets() -> bool:
+    """Whether this kernel has SCTP sockets (a module it can load, or built in)."""
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM, IPPROTO_SCTP).close()
+        return True
+    except OSError:
+        return False
+
+
+HAVE_SCTP = sctp_sockets()
+
+
+def serve_sctp_association(port: int) -> None:
+    srv = socket.socket(socket.AF_INET6, socket.SOCK_STREAM, IPPROTO_SCTP)
+    srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("::", port))
+    srv.listen(512)
+    while True:
+        conn, _ = srv.accept()
+        conn.close()  # the association was made: that is the probe's answer
+
+
 def serve_sctp(family: int) -> None:
     raw = socket.socket(family, socket.SOCK_RAW, IPPROTO_SCTP)
     while True:
@@ -119,6 +143,16 @@ def probe_udp(dst: str, port: int, timeout: float) -> bool:
             return False
 
 
+def probe_sctp_association(dst: str, port: int, timeout: float) -> bool:
+    with socket.socket(family_of(dst), socket.SOCK_STREAM, IPPROTO_SCTP) as s:
+        s.settimeout(timeout)
+        try:
+            s.connect((dst, port))  # returns once INIT, INIT-ACK, COOKIE-ECHO, COOKIE-ACK passed
+            return True
+        except OSError:
+            return False
+
+
 def probe_sctp(dst: str, port: int, timeout: float) -> bool:
     family = family_of(dst)
     sport, tag = random.randint(20000, 60000), random.getrandbits(32)
@@ -135,19 +169,22 @@ def probe_sctp(dst: str, port: int, timeout: float) -> bool:
             return False
 
 
-PROBES = {"TCP": probe_tcp, "UDP": probe_udp, "SCTP": probe_sctp}
+PROBES = {"TCP": probe_tcp, "UDP": probe_udp, "SCTP": probe_sctp_association if HAVE_SCTP else probe_sctp}
 
 
 def main() -> None:
     for port in PORTS:
         threading.Thread(target=serve_tcp, args=(port,), daemon=True).start()
         threading.Thread(target=serve_udp, args=(port,), daemon=True).start()
-    for family in (socket.AF_INET, socket.AF_INET6):
-        threading.Thread(target=serve_sctp, args=(family,), daemon=True).start()
+        if HAVE_SCTP:
+            threading.Thread(target=serve_sctp_association, args=(port,), daemon=True).start()
+    if not HAVE_SCTP:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            threading.Thread(target=serve_sctp, args=(family,), daemon=True).start()
     pool = ThreadPoolExecutor(max_workers=96)
     conns: dict[str, socket.socket] = {}
     out = sys.stdout
-    out.write(json.dumps({"ready": os.getpid()}) + "\n")
+    out.write(json.dumps({"ready": os.getpid(), "sctp": "sockets" if HAVE_SCTP else "raw"}) + "\n")
     out.flush()
     for line in sys.stdin:
         cmd = json.loads(line)

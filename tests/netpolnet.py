@@ -84,6 +84,7 @@ class PodProcess:
         ready = self.proc.stdout.readline()
         if not ready:
             raise RuntimeError(f"pod {key}: workload did not start")
+        self.sctp = json.loads(ready)["sctp"]  # "sockets" (real associations) or "raw" (INIT/INIT-ACK)
 
     def send(self, command: dict) -> None:
         self.proc.stdin.write(json.dumps(command) + "\n")

@@ -4,10 +4,13 @@ CNI plugin, the agent running, every pod serving TCP, UDP and SCTP on 80 and 81.
 For each catalogue policy set, all 81 pod pairs are probed for each protocol and
 port, and the result must equal the reference evaluator's truth table.  A probe
 succeeds only when the reply comes back, so every allowed cell also proves that
-replies pass.  SCTP probes are real INIT/INIT-ACK packets on raw sockets (this
-kernel has no SCTP sockets); TCP is a connect, UDP an echo.
+replies pass.  SCTP probes are real associations where the kernel has SCTP sockets
+(the VM of `make vm-test`), else real INIT/INIT-ACK packets on raw sockets (the
+development host has no SCTP module); TCP is a connect, UDP an echo.
 """
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -86,6 +89,14 @@ def check(topo, ips, manifest: str, family: int = 4) -> None:
     expected = truth_table(world(ips, manifest), ips, family)
     got = probe_matrix(topo, ips, family, expected)
     assert got == expected, "\n" + render(expected, got) + "\n" + topo.agent.log()[-1500:]
+
+
+def test_sctp_is_probed_with_what_the_kernel_offers(topo):
+    from netpol_pod import sctp_sockets
+    want = "sockets" if sctp_sockets() else "raw"
+    assert {pod.sctp for pod in topo.pods.values()} == {want}
+    if os.environ.get("PODWIRE_IN_VM") == "1":
+        assert want == "sockets", "the VM's stock kernel has SCTP: the matrix must use real associations"
 
 
 def test_without_policies_everything_is_reachable(topo, ips):
