@@ -1,7 +1,7 @@
-"""podwire in real namespaces: ADD/CHECK/DEL for every spec version, both modes, dual stack."""
+"""podwire in real namespaces: result shape, connectivity, modes, dual stack (every spec version's
+verbs: tests/netns/test_spec_versions.py)."""
 from __future__ import annotations
 
-import ipaddress
 import subprocess
 
 import pytest
@@ -10,41 +10,6 @@ from cnitest import ping
 from conftest import needs_root
 
 pytestmark = needs_root
-
-VERSIONS = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
-
-
-def _addresses_in(netns: str, ifname: str = "eth0") -> set[str]:
-    out = subprocess.run(["ip", "-n", netns.rsplit("/", 1)[1], "-o", "addr", "show", "dev", ifname],
-                         capture_output=True, text=True).stdout
-    return {line.split()[3] for line in out.splitlines() if " inet" in line and "fe80" not in line}
-
-
-def _pod_ips(result: dict) -> list[str]:
-    if "ips" in result:
-        return [ip["address"] for ip in result["ips"]]
-    return [result[k]["ip"] for k in ("ip4", "ip6") if k in result]
-
-
-@pytest.mark.parametrize("cni_version", VERSIONS)
-def test_add_check_del_every_version(network, netns, cni_version):
-    conf = network.conf(cni_version)
-    code, result = network.run("ADD", conf, "c1", netns)
-    assert code == 0, result
-    assert result["cniVersion"] == cni_version
-    ips = _pod_ips(result)
-    assert len(ips) == 1
-    addr, subnet = ipaddress.ip_interface(ips[0]).ip, ipaddress.ip_network(network.subnet4)
-    assert addr in subnet and addr not in (subnet.network_address, subnet.broadcast_address)
-    assert ips[0] in _addresses_in(netns)
-    assert list(network.leases().values()) == ["c1\r\neth0"]
-    if cni_version >= "0.4.0":
-        code, out = network.run("CHECK", {**conf, "prevResult": result}, "c1", netns)
-        assert (code, out) == (0, None)
-    code, out = network.run("DEL", {**conf, "prevResult": result} if cni_version >= "0.4.0" else conf, "c1", netns)
-    assert (code, out) == (0, None)
-    assert network.leases() == {}
-    assert _addresses_in(netns) == set()
 
 
 def test_result_shape_serves_chained_plugins(network, netns):
