@@ -25,7 +25,7 @@ test: setup
 # Static checks over the product code (rules and reasons in pyproject.toml [tool.ruff]).
 lint: setup
 	$(PY) -m ruff check cni cri netpol
-	$(PY) -m mypy netpol cni
+	$(PY) -m mypy netpol cni cri
 
 test-unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
