@@ -1,11 +1,12 @@
-"""The C headers and their Python mirrors agree (drop reasons, structs, constants)."""
+"""The C headers and their Python mirrors agree (drop reasons, constants); the structs' layout:
+tests/unit/test_netpol_struct_layout.py."""
 from __future__ import annotations
 
 import os
 import re
 
 from netpol.compiler import entries
-from netpol.datapath import maps, reasons
+from netpol.datapath import reasons
 from netpol.datapath.loader import BPF_DIR, source_text
 
 
@@ -31,18 +32,6 @@ def test_common_constants_match_the_compiler():
                         ("ANY_IDENTITY", entries.ANY_IDENTITY), ("WORLD_IDENTITY", entries.WORLD_IDENTITY)):
         assert re.search(rf"#define {name} {value}\b", common), name
     assert entries.ISOLATE_INGRESS == 1 << entries.DIR_INGRESS and entries.ISOLATE_EGRESS == 1 << entries.DIR_EGRESS
-
-
-def _c_fields(struct: str, source: str) -> list[str]:
-    body = re.search(rf"struct {struct} \{{(.*?)\}};", source, re.S).group(1)
-    return [re.sub(r"\[.*", "", line.split()[-1].rstrip(";")) for line in
-            (l.split("/*")[0].strip() for l in body.splitlines()) if line.endswith(";")]
-
-
-def test_ctypes_mirrors_have_the_c_field_order():
-    source = _read("maps.h")
-    for struct, mirror in maps.MIRRORS.items():
-        assert [f for f, _ in mirror._fields_] == _c_fields(struct, source), struct
 
 
 def test_sources_inline_every_header_once():
