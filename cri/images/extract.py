@@ -100,10 +100,12 @@ def _apply(tar: tarfile.TarFile, m: tarfile.TarInfo, root: str,
 
 def _create(tar: tarfile.TarFile, m: tarfile.TarInfo, root: str, path: str) -> None:
     if m.isreg():
+        content = tar.extractfile(m)
+        assert content is not None, "tarfile returns None only for members that are not files"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600)
         with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(tar.extractfile(m), out, _CHUNK)
+            shutil.copyfileobj(content, out, _CHUNK)
     elif m.issym():
         os.symlink(m.linkname, path)    # stored verbatim: resolved in the container, not here
     elif m.islnk():
