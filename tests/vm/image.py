@@ -68,8 +68,9 @@ def cache_key() -> str:
 
 
 def _guest_files() -> list[str]:
+    """What the image bakes in (run-suite.sh is read from the checkout at each boot)."""
     guest = os.path.join(HERE, "guest")
-    return [os.path.join(guest, n) for n in os.listdir(guest)]
+    return [os.path.join(guest, n) for n in ("bootstrap.sh", "customize.sh", "podwire-vm-test.service")]
 
 
 def ensure_image(log=print) -> str:
@@ -103,7 +104,7 @@ def _build(work: str, log) -> None:
     hooks = [
         f'--customize-hook=mkdir -p "$1/opt/podwire" && cp -a {wheels} "$1/opt/podwire/wheels"',
         f'--customize-hook=cp {guest}/podwire-vm-test.service "$1/etc/systemd/system/"',
-        f'--customize-hook=install -m 0755 {guest}/run-suite.sh "$1/usr/local/sbin/podwire-vm-run-suite"',
+        f'--customize-hook=install -m 0755 {guest}/bootstrap.sh "$1/usr/local/sbin/podwire-vm-run-suite"',
         f'--customize-hook=sh {guest}/customize.sh "$1" {VENV}',
     ]
     packages = ",".join(node_packages() + GUEST_PACKAGES)

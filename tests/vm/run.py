@@ -29,7 +29,15 @@ import image  # noqa: E402  (a script beside this one, not a package)
 # What a default run covers, chosen for a 2-core machine under emulation (Python is ~19x slower):
 # the cgroup and CRI e2e tests that need cgroup v2 and systemd, the units under real systemd, and
 # the kernel features this host lacks (SCTP, bridge VLAN filtering).
-DEFAULT_SUITE = "tests/vm"
+DEFAULT_SUITE = " ".join([
+    "tests/vm",                                   # node facts; the units under real systemd
+    "tests/e2e/runtime",                          # runc containers: resources, stats, OOM on this cgroup
+    "tests/e2e/test_cri_pod_resize.py",           # the pod-level cgroup the kubelet sizes
+    "tests/netns/test_plugin_options.py",         # bridge VLAN filtering, for real
+    "tests/netns/test_netpol_bpf.py",             # the BPF programs on this (older) kernel
+    "tests/netns/test_netpol_matrix.py::test_sctp_is_probed_with_what_the_kernel_offers[standalone]",
+    "tests/netns/test_netpol_matrix.py::test_matrix_ipv4[standalone-sctp-only]",  # real SCTP associations
+])
 KVM_PROBE_SECONDS = 20
 
 

@@ -108,10 +108,18 @@ def test_update_resources_and_stats(env):
         memory_limit_in_bytes=64 << 20, cpu_shares=512))
     from cri.oci import cgroups
     path = env.rt.spec(cid)["linux"]["cgroupsPath"]
-    with open(os.path.join(cgroups.controller_dir("memory", path), "memory.limit_in_bytes")) as f:
-        assert int(f.read()) == 64 << 20
-    with open(os.path.join(cgroups.controller_dir("cpu", path), "cpu.shares")) as f:
-        assert int(f.read()) == 512
+
+    def read(controller: str, name: str) -> str:
+        with open(os.path.join(cgroups.controller_dir(controller, path), name)) as f:
+            return f.read().strip()
+    if cgroups.is_v2():
+        assert int(read("memory", "memory.max")) == 64 << 20
+        # runc maps shares to a weight: linearly up to 1.2 (512 -> 20), by a log-quadratic
+        # curve since (512 -> 59); either way no longer the default 100.
+        assert int(read("cpu", "cpu.weight")) in (20, 59)
+    else:
+        assert int(read("memory", "memory.limit_in_bytes")) == 64 << 20
+        assert int(read("cpu", "cpu.shares")) == 512
     assert env.rt.spec(cid)["linux"]["resources"]["memory"]["limit"] == 64 << 20
 
 

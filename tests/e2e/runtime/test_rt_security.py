@@ -215,8 +215,21 @@ def test_host_to_container_propagation(env, tmp_path):
         subprocess.run(["umount", "-R", str(shared)], check=False)
 
 
-def test_propagation_from_a_private_mount_is_refused(env, tmp_path):
-    m = api_pb2.Mount(container_path="/prop", host_path=str(tmp_path),
+@pytest.fixture
+def private_mount(tmp_path):
+    """tmp_path as a mount point of its own, private whatever the host's / is (systemd makes
+    it shared, a container host often private)."""
+    path = str(tmp_path)
+    subprocess.run(["mount", "--bind", path, path], check=True)
+    try:
+        subprocess.run(["mount", "--make-private", path], check=True)
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", path], check=False)
+
+
+def test_propagation_from_a_private_mount_is_refused(env, private_mount):
+    m = api_pb2.Mount(container_path="/prop", host_path=private_mount,
                       propagation=api_pb2.MountPropagation.Value("PROPAGATION_BIDIRECTIONAL"))
     with pytest.raises(CriError, match="not shared"):
         env.create(env.config(["true"], mounts=[m], linux=sc()))

@@ -1,10 +1,10 @@
 #!/bin/bash
-# Inside the guest: copy the (read-only) checkout, run the requested pytest suite, hand back the
-# log, a JUnit report, facts about this node and the exit status through the "out" share.
+# Inside the guest, from the checkout bootstrap.sh mounted at /mnt/src: copy it, run the requested
+# pytest suite, hand back the log, a JUnit report, facts about this node and the exit status
+# through the "out" share.
 set -u
 out=/mnt/out
-mkdir -p /mnt/src "$out"
-mount -t 9p -o trans=virtio,version=9p2000.L,ro src /mnt/src
+mkdir -p "$out"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out "$out"
 # shellcheck disable=SC1091
 . "$out/request.env"     # VM_SUITE, VM_PYTEST_ARGS, VM_VENV
@@ -21,6 +21,7 @@ cat > "$out/facts.json" <<FACTS
  "cmdline": "$(cat /proc/cmdline)", "cpus": $(nproc)}
 FACTS
 export PODWIRE_IN_VM=1
+set -f   # node ids such as test_x[daemon-sctp-only] are not globs
 # shellcheck disable=SC2086
 "$VM_VENV/bin/python" -m pytest $VM_SUITE -p no:cacheprovider -q -rs $VM_PYTEST_ARGS \
   --junitxml="$out/junit.xml" 2>&1 | tee "$out/pytest.log"
