@@ -30,6 +30,10 @@ def pod_cgroup(shim):
     try:
         for d in dirs:
             os.makedirs(d)
+        if cgroups.is_v2():
+            # As the kubelet does on v2: the pod's controllers enabled from the top down.
+            with open(os.path.join(cgroups.hierarchies()[""], top.lstrip("/"), "cgroup.subtree_control"), "w") as f:
+                f.write("+cpu +memory +pids")
         yield path
     finally:
         h.remove_all(shim.client)
@@ -63,9 +67,22 @@ def _read(path: str, controller: str, name: str) -> str:
 
 
 def _limits(path: str) -> dict[str, str]:
-    return {name: _read(path, ctrl, name) for ctrl, name in (
+    files = (("cpu", "cpu.weight"), ("cpu", "cpu.max"), ("memory", "memory.max")) if cgroups.is_v2() else (
         ("cpu", "cpu.shares"), ("cpu", "cpu.cfs_quota_us"), ("cpu", "cpu.cfs_period_us"),
-        ("memory", "memory.limit_in_bytes"))}
+        ("memory", "memory.limit_in_bytes"))
+    return {name: _read(path, ctrl, name) for ctrl, name in files}
+
+
+def _expected(shares: int | None, quota: int, period: int, memory: int | None) -> dict[str, str]:
+    """The pod cgroup's files for these limits on this node's cgroup version (None: unset, as a
+    fresh cgroup has it).  v2: cpu.weight by runc 1.1's linear map of shares, cpu.max
+    "$QUOTA $PERIOD", memory.max."""
+    if cgroups.is_v2():
+        weight = "100" if shares is None else str(1 + ((shares - 2) * 9999) // 262142)
+        return {"cpu.weight": weight, "cpu.max": f"{'max' if quota < 0 else quota} {period}",
+                "memory.max": "max" if memory is None else str(memory)}
+    return {"cpu.shares": str(1024 if shares is None else shares), "cpu.cfs_quota_us": str(quota),
+            "cpu.cfs_period_us": str(period), "memory.limit_in_bytes": UNLIMITED if memory is None else str(memory)}
 
 
 def _record(shim, pod_id: str) -> dict:
@@ -75,22 +92,19 @@ def _record(shim, pod_id: str) -> dict:
 
 def test_resize_sizes_the_pod_cgroup(shim, pod_cgroup):
     pod_id, _ = _run_pod(shim, pod_cgroup)
-    assert _limits(pod_cgroup) == {"cpu.shares": "1024", "cpu.cfs_quota_us": "-1",
-                                   "cpu.cfs_period_us": "100000", "memory.limit_in_bytes": UNLIMITED}
+    assert _limits(pod_cgroup) == _expected(None, -1, 100000, None)
 
     # As the kubelet sends it for a pod without overhead: an empty overhead.
     _update(shim, pod_id, _res(cpu_shares=512, cpu_quota=50000, cpu_period=100000,
                                memory_limit_in_bytes=64 * MiB), overhead=_res())
-    assert _limits(pod_cgroup) == {"cpu.shares": "512", "cpu.cfs_quota_us": "50000",
-                                   "cpu.cfs_period_us": "100000", "memory.limit_in_bytes": str(64 * MiB)}
+    assert _limits(pod_cgroup) == _expected(512, 50000, 100000, 64 * MiB)
 
     # With a RuntimeClass overhead (100m, 16Mi) the pod cgroup holds the sum, as the kubelet
     # sized it (433m -> 443 shares; it sends 340 + 102 after subtracting).
     res = _res(cpu_shares=340, cpu_quota=150000, cpu_period=100000, memory_limit_in_bytes=48 * MiB)
     overhead = _res(cpu_shares=102, cpu_quota=10000, cpu_period=100000, memory_limit_in_bytes=16 * MiB)
     _update(shim, pod_id, res, overhead)
-    assert _limits(pod_cgroup) == {"cpu.shares": "443", "cpu.cfs_quota_us": "160000",
-                                   "cpu.cfs_period_us": "100000", "memory.limit_in_bytes": str(64 * MiB)}
+    assert _limits(pod_cgroup) == _expected(443, 160000, 100000, 64 * MiB)
     _update(shim, pod_id, res, overhead)                # again: all in place, still fine
 
     # The request as sent is on the pod's record on disk, for a restarted shim.
@@ -130,18 +144,20 @@ def test_refused_limits_are_errors_and_leave_the_cgroup_alone(shim, pod_cgroup, 
     assert "current usage" in err.value.details()
     assert _limits(pod_cgroup) == before
 
-    # A pod quota below its container's: the v1 kernel refuses it (EINVAL), said as such.
-    with pytest.raises(grpc.RpcError) as err:
-        _update(shim, pod_id, _res(cpu_quota=20000, cpu_period=100000))
-    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION, err.value.details()
-    assert "kernel refused 20000" in err.value.details()
-    assert _limits(pod_cgroup) == before
+    if not cgroups.is_v2():
+        # A pod quota below its container's: the v1 kernel refuses it (EINVAL), said as such.
+        # (v2 takes it: a parent's cpu.max simply bounds its children.)
+        with pytest.raises(grpc.RpcError) as err:
+            _update(shim, pod_id, _res(cpu_quota=20000, cpu_period=100000))
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION, err.value.details()
+        assert "kernel refused 20000" in err.value.details()
+        assert _limits(pod_cgroup) == before
     assert _record(shim, pod_id)["resources"] is None           # nothing recorded for a failure
 
     # Above both: applied while the container runs.
     _update(shim, pod_id, _res(cpu_quota=200000, cpu_period=100000, memory_limit_in_bytes=256 * MiB))
-    assert _read(pod_cgroup, "cpu", "cpu.cfs_quota_us") == "200000"
-    assert _read(pod_cgroup, "memory", "memory.limit_in_bytes") == str(256 * MiB)
+    assert _limits(pod_cgroup) == {**before, **{k: v for k, v in _expected(1024, 200000, 100000, 256 * MiB).items()
+                                                if k not in ("cpu.shares", "cpu.weight")}}
     assert shim.rt.ContainerStatus(api.ContainerStatusRequest(container_id=cid)).status.state == \
         api.CONTAINER_RUNNING
 
