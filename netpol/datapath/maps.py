@@ -1,9 +1,11 @@
 """ctypes mirrors of the BPF map keys and values, and compiler entries <-> bytes.
 
 Every structure here must be in sync with its C struct in
-netpol/bpf/lib/maps.h (field order, sizes, byte order); the root test
-tests/netns/test_netpol_bpf.py compares each size with bcc's view of the
-compiled struct.
+netpol/bpf/lib/maps.h (field order, sizes, byte order).  Two tests hold them to it
+by layout, field by field: tests/unit/test_netpol_struct_layout.py compiles maps.h
+and compares every field's offset and size and each struct's size and alignment;
+the root test tests/netns/test_netpol_bpf.py compares them with bcc's types of the
+loaded program.
 """
 from __future__ import annotations
 
@@ -70,7 +72,7 @@ class DropEventC(ct.Structure):  # must be in sync with struct drop_event
                 ("proto", U8), ("dir", U8), ("reason", U8), ("family", U8), ("pad", U32)]
 
 
-MIRRORS = {  # C struct name -> mirror, for the size check
+MIRRORS = {  # C struct name -> mirror, for the layout checks
     "endpoint_info": EndpointInfo, "ipcache_key": IpcacheKey, "ipcache_value": IpcacheValue,
     "policy_key": PolicyKeyC, "policy_value": PolicyValue, "ct_key": CtKey, "ct_value": CtValue, "config": Config,
     "counter": Counter, "ep_counters": EpCounters, "event_budget": EventBudget, "drop_event": DropEventC,

@@ -2,8 +2,9 @@
  * state survives agent restarts and a reloaded program finds the same maps.
  *
  * Key and value structs must be in sync with their ctypes mirrors in
- * netpol/datapath/maps.py (tests/netns/test_netpol_bpf.py checks sizes against
- * the compiled program's BTF-free view: bcc's generated ctypes).
+ * netpol/datapath/maps.py: tests/unit/test_netpol_struct_layout.py compares every
+ * field's offset and size, and tests/netns/test_netpol_bpf.py compares them with
+ * bcc's types of the loaded program.
  */
 #ifndef PW_MAPS_H
 #define PW_MAPS_H
