@@ -2,8 +2,8 @@
 
 No runc call on this path (ListContainers and ContainerStatus are hot): the shim's created.json
 and started.json say created / started, conmon's exit file says exited (its mtime is the finish
-time, its oom file the reason), /proc says whether the init (pid + start time, so a reused pid is
-not mistaken for it) and conmon still live."""
+time, its oom file -- or on cgroup v2 memory.events' oom_kill -- the reason), /proc says whether
+the init (pid + start time, so a reused pid is not mistaken for it) and conmon still live."""
 from __future__ import annotations
 
 import enum
@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, replace
 
 from cri.monitor import conmon, files
+from cri.oci import cgroups
 
 
 class State(enum.IntEnum):
@@ -55,7 +56,7 @@ def read_state(container_id: str, state_dir: str) -> ContainerState | None:
     exit_path = os.path.join(state_dir, files.EXIT)
     exit_code = files.read_int(exit_path)
     if exit_code is not None:
-        oom = os.path.exists(os.path.join(state_dir, files.OOM))
+        oom = os.path.exists(os.path.join(state_dir, files.OOM)) or _cgroup_oom_killed(state_dir)
         # File times come from the kernel's coarse clock, up to a tick (~4 ms) behind
         # time_ns(): a container that ran for less than that must not end before it started.
         finished_at = max(files.mtime_ns(exit_path), base.started_at, base.created_at)
@@ -71,6 +72,27 @@ def read_state(container_id: str, state_dir: str) -> ContainerState | None:
         return replace(base, state=State.RUNNING)
     return replace(base, state=State.EXITED, exit_code=UNKNOWN_EXIT_CODE, reason="Unknown",
                    message="the container's monitor exited without recording its exit")
+
+
+def _cgroup_oom_killed(state_dir: str) -> bool:
+    """cgroup v2: the container's memory.events counts an OOM kill (oom_kill > 0) that conmon's
+    `oom` file does not show -- conmon watches the `oom` counter through inotify and can miss a
+    kill at the very end.  Read while the cgroup still exists (until RemoveContainer with
+    cgroupfs; systemd removes an emptied scope at once, leaving conmon's file as the witness),
+    and then written down as conmon would, in the `oom` file, so the reason never changes back.
+    v1: nothing read, as before."""
+    if not cgroups.is_v2():
+        return False
+    info = files.read_json(os.path.join(state_dir, files.RUNTIME)) or {}
+    path = info.get("cgroups_path") or ""
+    if not path or not cgroups.oom_killed(path):
+        return False
+    try:
+        with open(os.path.join(state_dir, files.OOM), "a"):
+            pass
+    except OSError:
+        pass
+    return True
 
 
 def _created(state_dir: str) -> dict | None:

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from cri_api.v1 import api_pb2 as api
 
 from .. import errors
-from ..oci import cgroups
+from ..oci import cgroupdriver, cgroups
+from ..oci import stats as oci_stats
 from ..store import filters
 from ..store.records import POD_READY, RUNNING, ContainerRecord, PodRecord, now_ns
 
@@ -57,6 +58,7 @@ def _container(svc: Services, ctr: ContainerRecord) -> api.ContainerStats:
     cg = svc.runtime.stats(ctr.id) if ctr.state == RUNNING else None
     if cg is not None:
         _fill_cpu_mem(st.cpu, st.memory, cg.timestamp_ns, cg.cpu_usage_ns, cg)
+        _fill_v2_extras(st, cg)
     used, inodes = _upper_usage(os.path.join(svc.runtime.bundle_dir(ctr.id), "upper"))
     st.writable_layer.timestamp = now_ns()
     st.writable_layer.fs_id.mountpoint = svc.config.containers_dir
@@ -74,6 +76,40 @@ def _fill_cpu_mem(cpu: api.CpuUsage, mem: api.MemoryUsage, ts: int, cpu_ns: int,
     mem.rss_bytes.value = cg.memory_rss_bytes
     mem.page_faults.value = cg.page_faults
     mem.major_page_faults.value = cg.major_page_faults
+    if cg.memory_available_bytes is not None:
+        mem.available_bytes.value = cg.memory_available_bytes
+
+
+def _fill_v2_extras(st: api.ContainerStats, cg: oci_stats.CgroupStats) -> None:
+    """What only cgroup v2 has: swap (ContainerStats only) and PSI, each only where the kernel
+    has the files (containerd fills them alike)."""
+    if cg.swap_usage_bytes is not None:
+        st.swap.timestamp = cg.timestamp_ns
+        st.swap.swap_usage_bytes.value = cg.swap_usage_bytes
+        if cg.swap_available_bytes is not None:
+            st.swap.swap_available_bytes.value = cg.swap_available_bytes
+    fill_psi(st.cpu, st.memory, st.io, cg.psi, cg.timestamp_ns)
+
+
+def fill_psi(cpu: api.CpuUsage, mem: api.MemoryUsage, io: api.IoUsage,
+             psi: dict[str, dict[str, dict[str, float]]], ts: int) -> None:
+    """PSI into the CRI's PsiStats: Full/Some with Total in nanoseconds (the kernel's total is in
+    microseconds; api.proto: "Unit: nanoseconds") and the three averages in percent."""
+    io_psi = psi.get("io")
+    if io_psi:
+        io.timestamp = ts
+    for usage, kind in ((cpu, "cpu"), (mem, "memory"), (io, "io")):
+        lines = psi.get(kind)
+        if not lines:
+            continue
+        for line, target in (("some", usage.psi.Some), ("full", usage.psi.Full)):
+            values = lines.get(line)
+            if values is None:
+                continue
+            target.Total = int(values.get("total", 0)) * 1000
+            target.Avg10 = values.get("avg10", 0.0)
+            target.Avg60 = values.get("avg60", 0.0)
+            target.Avg300 = values.get("avg300", 0.0)
 
 
 def _pod(svc: Services, pod: PodRecord) -> api.PodSandboxStats:
@@ -94,9 +130,25 @@ def _pod(svc: Services, pod: PodRecord) -> api.PodSandboxStats:
         linux.memory.major_page_faults.value += c.memory.major_page_faults.value
     linux.process.timestamp = ts
     linux.process.process_count.value = sum(_process_count(svc, c.attributes.id) for c in ctrs)
+    if ctrs:
+        _pod_psi(svc, pod, linux, ts)
     if pod.netns_name and pod.state == POD_READY:
         _network(linux.network, pod.netns_name, ts)
     return st
+
+
+def _pod_psi(svc: Services, pod: PodRecord, linux: api.LinuxPodSandboxStats, ts: int) -> None:
+    """PSI of the pod's own cgroup (v2; the kubelet's cgroup_parent, or podwire's directory for a
+    cgroupfs pod without one): pressure does not add up over containers as usage does."""
+    if not cgroups.is_v2():
+        return
+    parent = pod.cgroup_parent
+    if not parent and svc.config.cgroup_driver == cgroupdriver.CGROUPFS:
+        parent = f"{svc.config.cgroup_parent.rstrip('/')}/{pod.id}"
+    path = cgroupdriver.pod_cgroup_dir(parent, svc.config.cgroup_driver)
+    d = cgroups.controller_dir("", path) if path else None
+    if d is not None:
+        fill_psi(linux.cpu, linux.memory, linux.io, oci_stats.read_pressure(d), ts)
 
 
 def _process_count(svc: Services, ctr_id: str) -> int:

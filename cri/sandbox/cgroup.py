@@ -20,12 +20,11 @@ import dataclasses
 import errno
 import logging
 import os
-import posixpath
 
 from cri_api.v1 import api_pb2 as api
 
 from .. import errors
-from ..oci import cgroups
+from ..oci import cgroupdriver, cgroups
 from ..oci import resources as oci_resources
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,8 @@ def _milli_to_shares(milli: int) -> int:
 def settings(total, v2: bool) -> list[Setting]:
     """The files and values for `total`.  What is set is decided as for a container (zero = not
     set; oci/resources.py); a v1 period comes before its quota (see _write_cfs)."""
-    oci = oci_resources.linux_resources(total)
+    # v2=False: the plain field mapping (what is set), without v2's swap defaults and unified.
+    oci = oci_resources.linux_resources(total, v2=False)
     cpu, memory = oci.get("cpu", {}), oci.get("memory", {})
     return _v2_settings(cpu, memory) if v2 else _v1_settings(cpu, memory)
 
@@ -158,23 +158,22 @@ def _cpu_list(value: str) -> frozenset[int]:
     return frozenset(out)
 
 
-def pod_cgroup_path(cgroup_parent: str) -> str | None:
+def pod_cgroup_path(cgroup_parent: str, driver: str = cgroupdriver.CGROUPFS) -> str | None:
     """The pod cgroup's path under each hierarchy, None when there is none to touch: no parent
-    given, the root cgroup, or a path that would leave the hierarchy."""
-    if not cgroup_parent:
-        return None
-    path = posixpath.normpath("/" + cgroup_parent.lstrip("/"))   # (normpath keeps a leading //)
-    if path == "/" or ".." in cgroup_parent.split("/"):
-        return None
-    return path
+    given, the root cgroup, a path that would leave the hierarchy, a parent of the other driver.
+    With systemd the parent is a slice, whose directory is its expansion
+    (kubepods-burstable-pod1.slice -> /kubepods.slice/kubepods-burstable.slice/...); the kubelet
+    sends that expanded path itself and has set the slice's properties through systemd, so here,
+    too, normally nothing differs and nothing is written."""
+    return cgroupdriver.pod_cgroup_dir(cgroup_parent, driver)
 
 
 # --- I/O: apply to the cgroup that exists -----------------------------------------------------
 
-def apply(cgroup_parent: str, total) -> list[str]:
+def apply(cgroup_parent: str, total, driver: str = cgroupdriver.CGROUPFS) -> list[str]:
     """Write what differs; returns the files written.  Checks before writing anything, so a refused
     memory limit leaves the cgroup as it was."""
-    path = pod_cgroup_path(cgroup_parent)
+    path = pod_cgroup_path(cgroup_parent, driver)
     if path is None or total is None:
         return []
     changes = _changes(path, settings(total, cgroups.is_v2()))
