@@ -11,6 +11,8 @@ import os
 import tomllib
 from typing import Any, Optional
 
+from .oci import cgroupdriver
+
 DEFAULT_PATH = "/etc/podwire/cri.toml"
 
 
@@ -37,7 +39,14 @@ class Config:
     runc: str = "runc"
     conmon: str = "conmon"                   # the per-container monitor (Debian's conmon)
     runc_root: str = "/run/podwire/runc"
-    cgroup_parent: str = "/podwire"
+    # "systemd" (runc --systemd-cgroup: containers in transient scopes, the kubelet's parents are
+    # slices such as kubepods-burstable-pod<uid>.slice) or "cgroupfs" (runc makes directories; the
+    # parents are paths).  "" = systemd when PID 1 is systemd, else cgroupfs.  RuntimeConfig
+    # reports it, and the kubelet (KubeletCgroupDriverFromCRI) takes it as its own.
+    cgroup_driver: str = ""
+    # Where containers of pods without a cgroup_parent go: a path for cgroupfs (one directory
+    # per pod below it), a slice for systemd.  "" = /podwire or podwire.slice by the driver.
+    cgroup_parent: str = ""
     restrict_oom_score_adj: bool = False
     default_stop_signal: str = "SIGTERM"     # when neither the request nor the image names one
     # Images: registry mirrors/auth/insecure hosts in containerd's hosts.toml layout.
@@ -74,9 +83,38 @@ class Config:
         """Pinned IPC/UTS namespaces (network ones live in /run/netns for `ip netns`)."""
         return os.path.join(self.run_dir, "ns")
 
+    def resolved(self) -> "Config":
+        """This config with cgroup_driver and cgroup_parent as the shim uses them: the driver
+        detected when unset, the parent defaulted by the driver.  ConfigError when the parent
+        has the other driver's form."""
+        driver = self.cgroup_driver or default_cgroup_driver()
+        parent = self.cgroup_parent or cgroupdriver.default_parent(driver)
+        try:
+            cgroupdriver.check_parent(parent, driver)
+        except ValueError as e:
+            raise ConfigError(f"cgroup_parent: {e}") from None
+        return dataclasses.replace(self, cgroup_driver=driver, cgroup_parent=parent)
+
 
 class ConfigError(Exception):
     pass
+
+
+PID1_COMM = "/proc/1/comm"
+
+
+def _pid1_comm() -> str:
+    try:
+        with open(PID1_COMM) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def default_cgroup_driver() -> str:
+    """systemd when PID 1 is systemd (it owns the cgroup tree there, and a second writer
+    behind its back is what the kubelet docs warn against), else cgroupfs."""
+    return cgroupdriver.SYSTEMD if _pid1_comm() == "systemd" else cgroupdriver.CGROUPFS
 
 
 def socket_path(endpoint: str) -> str:
@@ -120,6 +158,13 @@ def from_dict(data: dict, source: str = "<dict>") -> Config:
     if cfg.stream_idle_timeout <= 0:
         raise ConfigError(f"{source}: stream_idle_timeout must be positive")
     _check_signal(cfg.default_stop_signal, source)
+    if cfg.cgroup_driver not in ("", *cgroupdriver.DRIVERS):
+        raise ConfigError(f"{source}: cgroup_driver {cfg.cgroup_driver!r} is not one of "
+                          f"{', '.join(cgroupdriver.DRIVERS)} (or \"\" to detect)")
+    try:
+        cfg.resolved()
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
     return cfg
 
 

@@ -67,13 +67,26 @@ class Dirs:
         return os.path.join(self.root, *p)
 
 
+# The cgroup driver of the e2e tier's shims: cgroupfs unless PODWIRE_TEST_CGROUP_DRIVER=systemd
+# (a run under systemd as PID 1, e.g. the VM's).  Pinned either way: left unset, the shim would
+# pick systemd on a systemd host and refuse the cgroupfs-style parent below.
+def e2e_cgroup_driver() -> str:
+    driver = os.environ.get("PODWIRE_TEST_CGROUP_DRIVER", "cgroupfs")
+    assert driver in ("cgroupfs", "systemd"), f"PODWIRE_TEST_CGROUP_DRIVER={driver!r}"
+    return driver
+
+
 def shim_config(tmp_path, conf_dir: str, bin_dir: str, **over):
     from cri.config import Config
     d = Dirs(str(tmp_path))
+    driver = over.pop("cgroup_driver", None) or e2e_cgroup_driver()
+    tag = uuid.uuid4().hex[:8]
+    # A parent of the test's own, removed by sweep(): a directory, or a slice of its own.
+    parent = f"podwire_test_{tag}.slice" if driver == "systemd" else f"/podwire-test-{tag}"
     cfg = Config(listen=d.path("cri.sock"), state_dir=d.path("state"), run_dir=d.path("run"),
                  cni_conf_dir=conf_dir, cni_bin_dirs=[bin_dir, "/usr/lib/cni"],
                  cni_cache_dir=d.path("cni-cache"), runc_root=d.path("runc"),
-                 cgroup_parent="/podwire-test-" + uuid.uuid4().hex[:8], restrict_oom_score_adj=True,
+                 cgroup_driver=driver, cgroup_parent=parent, restrict_oom_score_adj=True,
                  registry_config_dir=d.path("certs.d"),
                  netpol_socket="")  # never a node's own agent; tests/e2e/test_cri_netpol.py sets one
     return dataclasses.replace(cfg, **over)
@@ -134,8 +147,14 @@ def sweep(cfg) -> list[str]:
         found.append(f"netns {name}")
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
     # The configured cgroup parent is the node's (podwire-cri leaves /podwire in place, as
-    # a kubelet's /kubepods stays): the test made this one, so the test removes it.
-    remove_cgroup_tree(cfg.cgroup_parent)
+    # a kubelet's /kubepods stays): the test made this one, so the test removes it.  A slice
+    # is systemd's: stopped (it is empty by now), which also removes its directory.
+    if cfg.cgroup_parent.endswith(".slice"):
+        subprocess.run(["systemctl", "stop", cfg.cgroup_parent], capture_output=True)
+        from cri.oci import cgroupdriver
+        remove_cgroup_tree(cgroupdriver.expand_slice(cfg.cgroup_parent))
+    else:
+        remove_cgroup_tree(cfg.cgroup_parent)
     return found
 
 

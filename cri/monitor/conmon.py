@@ -26,11 +26,13 @@ REOPEN_LOGS = b"2 0 0\n"   # conmon's control message type 2 (the two numbers ar
 
 
 def runtime_options(conmon_binary: str, container_id: str, runc: str, runc_root: str,
-                    work_dir: str) -> list[str]:
+                    work_dir: str, systemd_cgroup: bool = False) -> list[str]:
     """What every conmon of ours is told, for a container or for an exec: which container,
-    which runc and runc root, and runc's json log in work_dir (its errors, in its own words)."""
+    which runc and runc root (and runc's --systemd-cgroup under the systemd driver), and runc's
+    json log in work_dir (its errors, in its own words)."""
     return [conmon_binary, "--api-version", "1", "--cid", container_id, "--name", container_id,
             "--runtime", runc, "--runtime-arg", f"--root={runc_root}",
+            *(["--runtime-arg", "--systemd-cgroup"] if systemd_cgroup else []),
             "--runtime-arg", f"--log={os.path.join(work_dir, files.RUNC_LOG)}",
             "--runtime-arg", "--log-format=json", "--log-level", LOG_LEVEL]
 
@@ -49,11 +51,16 @@ class ConmonArgs:
     stdin: bool = False
     # The container has stdin and not stdin_once: an attach client's EOF must not close it.
     leave_stdin_open: bool = False
+    systemd_cgroup: bool = False     # runc --systemd-cgroup (the systemd cgroup driver)
+    # A command prefix conmon is started under: the systemd driver's `systemd-run --scope ...`
+    # (cgroupdriver.conmon_scope_argv); empty with cgroupfs, where conmon starts as it always did.
+    scope: tuple[str, ...] = ()
 
     def argv(self) -> list[str]:
         state = lambda name: os.path.join(self.state_dir, name)   # noqa: E731
         log = f"k8s-file:{self.log_path}" if self.log_path else "none:"
-        argv = runtime_options(self.conmon, self.container_id, self.runc, self.runc_root, self.state_dir)
+        argv = [*self.scope, *runtime_options(self.conmon, self.container_id, self.runc,
+                                              self.runc_root, self.state_dir, self.systemd_cgroup)]
         argv += ["--cuuid", self.container_id, "--bundle", self.bundle,
                  "--container-pidfile", state(files.INIT_PID), "--conmon-pidfile", state(files.CONMON_PID),
                  "--persist-dir", self.state_dir, "--exit-dir", self.state_dir,

@@ -54,7 +54,8 @@ def exec_sync(runc: Runc, conmon_binary: str, container_id: str, process: dict, 
 def _argv(runc: Runc, conmon_binary: str, container_id: str, tmp: str) -> list[str]:
     # No --bundle: conmon would make its control FIFOs there, and the bundle's are the
     # container's own conmon's.  --cuuid names the (unused) attach link in tmp.
-    return conmon.runtime_options(conmon_binary, container_id, runc.binary, runc.root, tmp) + [
+    return conmon.runtime_options(conmon_binary, container_id, runc.binary, runc.root, tmp,
+                                  runc.systemd_cgroup) + [
         "--cuuid", os.path.basename(tmp), "--exec", "--exec-process-spec", os.path.join(tmp, "process.json"),
         "--container-pidfile", os.path.join(tmp, "pid"), "--log-path", f"k8s-file:{os.path.join(tmp, OUTPUT_LOG)}",
         "--exit-dir", tmp, "--socket-dir-path", tmp]

@@ -19,12 +19,22 @@ _NOT_RUNNING = ("not running", "process already finished", "container not runnin
 
 
 class Runc:
-    def __init__(self, root: str = DEFAULT_ROOT, binary: str = "runc") -> None:
+    def __init__(self, root: str = DEFAULT_ROOT, binary: str = "runc",
+                 systemd_cgroup: bool = False) -> None:
         self.root = root
         self.binary = shutil.which(binary) or binary
+        # The systemd cgroup driver: runc's global --systemd-cgroup, on every command as
+        # containerd's go-runc passes it (create needs it; the others read the driver from
+        # runc's state, so it is harmless there).
+        self.systemd_cgroup = systemd_cgroup
+
+    @property
+    def global_args(self) -> list[str]:
+        """runc's global options, for runc run by us and by conmon (--runtime-arg)."""
+        return ["--root", self.root] + ["--systemd-cgroup"] * self.systemd_cgroup
 
     def argv(self, *args: str) -> list[str]:
-        return [self.binary, "--root", self.root, *args]
+        return [self.binary, *self.global_args, *args]
 
     def _run(self, args: Sequence[str], *, input: bytes | None = None,
              timeout: float = TIMEOUT) -> subprocess.CompletedProcess:

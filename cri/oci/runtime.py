@@ -25,7 +25,7 @@ import time
 
 from cri.errors import already_exists, deadline, invalid, not_found, precondition
 from cri.monitor import conmon, files
-from cri.oci import cgroups, execsync, imagevolume, resources, rootfs, stats
+from cri.oci import cgroupdriver, cgroups, execsync, imagevolume, resources, rootfs, stats
 from cri.oci.runc import DEFAULT_ROOT as RUNC_ROOT, Runc
 from cri.oci.spec import OWNED_CGROUP_PARENT
 from cri.oci.state import ContainerState, State, read_state
@@ -46,11 +46,16 @@ def _check_id(container_id: str) -> None:
 class ContainerRuntime:
     def __init__(self, root_dir: str = DEFAULT_ROOT_DIR, runc_root: str = RUNC_ROOT,
                  state_dir: str = DEFAULT_STATE_DIR, runc_binary: str = "runc",
-                 conmon_binary: str = "conmon") -> None:
+                 conmon_binary: str = "conmon", cgroup_driver: str = cgroupdriver.CGROUPFS,
+                 monitor_slice: str = cgroupdriver.MONITOR_SLICE) -> None:
         self.root_dir = root_dir
         self.state_dir = state_dir
         self.attach_dir = os.path.join(state_dir, ".attach")
-        self.runc = Runc(runc_root, runc_binary)
+        self.cgroup_driver = cgroup_driver
+        self.systemd = cgroup_driver == cgroupdriver.SYSTEMD
+        # Where conmon's own scope goes under the systemd driver (cgroupdriver.conmon_scope_argv).
+        self.monitor_slice = monitor_slice
+        self.runc = Runc(runc_root, runc_binary, systemd_cgroup=self.systemd)
         self.conmon = shutil.which(conmon_binary) or conmon_binary
         for d in (root_dir, state_dir, runc_root):
             os.makedirs(d, mode=0o711, exist_ok=True)
@@ -107,10 +112,13 @@ class ContainerRuntime:
                     "cgroups_path": spec["linux"].get("cgroupsPath", "")}
             files.write_json(os.path.join(state, files.RUNTIME), info)
             undo.callback(self._abort_create, container_id)
+            scope = (tuple(cgroupdriver.conmon_scope_argv(container_id, self.monitor_slice))
+                     if self.systemd else ())
             pid = conmon.spawn(conmon.ConmonArgs(
                 container_id, bundle, state, self.attach_dir, self.conmon, self.runc.binary,
                 self.runc.root, log_path, tty=info["tty"], stdin=stdin,
-                leave_stdin_open=stdin and not stdin_once), timeout)
+                leave_stdin_open=stdin and not stdin_once, systemd_cgroup=self.systemd,
+                scope=scope), timeout)
             ref = files.ProcRef.of(pid) or files.ProcRef(pid, 0)
             files.write_json(os.path.join(state, files.CREATED),
                              {**ref.to_json(), "created_at": time.time_ns()})

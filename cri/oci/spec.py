@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from cri.errors import invalid
-from cri.oci import caps, devices, mounts, namespaces, resources, seccomp, user
+from cri.oci import caps, cgroupdriver, devices, mounts, namespaces, resources, seccomp, user
 from cri.oci.imageconfig import settings
 
 OCI_VERSION = "1.0.2-dev"  # what Debian's runc 1.1 implements
@@ -46,7 +46,8 @@ class PodContext:
     resolv_conf_path: str = ""
     hostname_path: str = ""
     shm_path: str = ""
-    cgroup_root: str = DEFAULT_CGROUP_ROOT
+    cgroup_root: str = DEFAULT_CGROUP_ROOT    # the config's cgroup_parent: a path, or a slice
+    cgroup_driver: str = cgroupdriver.CGROUPFS
     # The pod's IPC/UTS sysctls, which runc writes in each container; the net.* ones were set
     # in the pod's netns once, and runc would refuse them in a container that joins it.
     sysctls: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -84,12 +85,24 @@ def process_env(config, image: Mapping[str, Any], hostname: str) -> list[str]:
 
 
 def cgroups_path(pod: PodContext, container_id: str) -> tuple[str, str]:
-    """(cgroupsPath, owned parent or "").  cgroupfs driver: under the kubelet's cgroup_parent
-    when given, else under <cgroup_root>/<pod-id>, a directory podwire owns and removes."""
+    """(cgroupsPath, owned parent or "").
+
+    cgroupfs: under the kubelet's cgroup_parent when given, else under <cgroup_root>/<pod-id>, a
+    directory podwire owns and removes.  systemd: "<slice>:cri-podwire:<id>" (a scope
+    cri-podwire-<id>.scope) in the slice the kubelet's parent names, else in the configured
+    slice, which systemd owns.  A parent of the other driver's form is INVALID_ARGUMENT."""
     parent = pod.config.linux.cgroup_parent
+    if pod.cgroup_driver == cgroupdriver.SYSTEMD:
+        try:
+            slice_name = cgroupdriver.check_parent(parent or pod.cgroup_root, cgroupdriver.SYSTEMD)
+        except ValueError as e:
+            raise invalid(str(e)) from None
+        return cgroupdriver.systemd_cgroups_path(slice_name, container_id), ""
     if parent:
-        if parent.endswith(".slice"):
-            raise invalid(f"cgroup parent {parent!r} is for the systemd driver; podwire uses cgroupfs")
+        try:
+            cgroupdriver.check_parent(parent, cgroupdriver.CGROUPFS)
+        except ValueError as e:
+            raise invalid(str(e)) from None
         return posixpath.join("/", parent, container_id), ""
     owned = posixpath.join(pod.cgroup_root, pod.id)
     return posixpath.join(owned, container_id), owned

@@ -150,7 +150,8 @@ def pod_context(svc: Services, pod: PodRecord) -> oci_spec.PodContext:
         id=pod.id, config=pod.config, netns_path=pod.netns, ipc_ns_path=pod.ipc_ns,
         uts_ns_path=pod.uts_ns, pid_ns_path=pod.pid_ns, hosts_path=pf.get("/etc/hosts", ""),
         resolv_conf_path=pf.get("/etc/resolv.conf", ""), hostname_path=pf.get("/etc/hostname", ""),
-        shm_path=pod.shm, cgroup_root=svc.config.cgroup_parent, sysctls=ctr_sysctls)
+        shm_path=pod.shm, cgroup_root=svc.config.cgroup_parent,
+        cgroup_driver=svc.config.cgroup_driver, sysctls=ctr_sysctls)
 
 
 def _target_pid_ns(svc: Services, config: api.ContainerConfig, pod_id: str) -> str:

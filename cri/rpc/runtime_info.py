@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from cri_api.v1 import api_pb2 as api
 
 from .. import errors
+from ..oci import cgroupdriver
 
 if TYPE_CHECKING:
     from ..server.services import Services
@@ -61,9 +62,12 @@ def _runtime_ready(svc: Services) -> tuple[bool, str]:
 
 
 def runtime_config(svc: Services, req: api.RuntimeConfigRequest) -> api.RuntimeConfigResponse:
-    # podwire creates container cgroups itself under the kubelet's cgroup_parent paths
-    # (cgroupfs layout), never through systemd: this must not change while a kubelet runs.
-    return api.RuntimeConfigResponse(linux=api.LinuxRuntimeConfiguration(cgroup_driver=api.CGROUPFS))
+    """The cgroup driver (cri.toml cgroup_driver, detected once at start when unset), which the
+    kubelet adopts as its own (KubeletCgroupDriverFromCRI) and must not see change while it
+    runs.  Always set explicitly: SYSTEMD is the enum's zero value, so an empty message would
+    also read as systemd."""
+    driver = api.SYSTEMD if svc.config.cgroup_driver == cgroupdriver.SYSTEMD else api.CGROUPFS
+    return api.RuntimeConfigResponse(linux=api.LinuxRuntimeConfiguration(cgroup_driver=driver))
 
 
 def update_runtime_config(svc: Services, req: api.UpdateRuntimeConfigRequest) -> api.UpdateRuntimeConfigResponse:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from cri_api.v1 import api_pb2 as api
 
 from .. import errors
+from ..oci import cgroupdriver
 from ..sandbox import files, namespaces, netpol, sysctl
 from ..store.records import POD_NOTREADY, POD_READY, PodRecord, now_ns
 from . import events
@@ -33,7 +34,7 @@ def sandbox_name(md: api.PodSandboxMetadata) -> str:
     return "_".join([md.name, md.namespace, md.uid, str(md.attempt)])
 
 
-def validate(config: api.PodSandboxConfig, handler: str) -> None:
+def validate(config: api.PodSandboxConfig, handler: str, cgroup_driver: str | None = None) -> None:
     """RunPodSandbox's up-front checks, before anything is made.  containerd refuses only a
     missing metadata message and an unknown runtime handler; each rule podwire keeps beyond
     those says why."""
@@ -56,12 +57,20 @@ def validate(config: api.PodSandboxConfig, handler: str) -> None:
     if config.log_directory and not os.path.isabs(config.log_directory):
         raise errors.invalid(f"log_directory {config.log_directory!r} must be absolute")
     files.hostname_for(config)      # its rules and their reasons are there
+    # A cgroup parent of the other driver's form (a path under systemd, a slice under cgroupfs):
+    # refused here, where the pod is made, not at its first CreateContainer.  CRI-O refuses a
+    # non-slice parent under systemd the same way; the words say which driver podwire-cri uses.
+    if cgroup_driver is not None and config.linux.cgroup_parent:
+        try:
+            cgroupdriver.check_parent(config.linux.cgroup_parent, cgroup_driver)
+        except ValueError as e:
+            raise errors.invalid(str(e)) from None
 
 
 def _run(svc: Services, config: api.PodSandboxConfig, handler: str) -> PodRecord:
     """No op lock is needed: the pod becomes visible to other RPCs (and so can be
     stopped or removed) only by the final ``put``, after everything succeeded."""
-    validate(config, handler)
+    validate(config, handler, svc.config.cgroup_driver)
     ns = config.linux.security_context.namespace_options
     host_net, host_ipc = ns.network == api.NODE, ns.ipc == api.NODE
     net_sysctls, _ = sysctl.split(dict(config.linux.sysctls), host_net, host_ipc, host_net)
@@ -96,7 +105,11 @@ def _run(svc: Services, config: api.PodSandboxConfig, handler: str) -> PodRecord
             files.mount_shm(pod_dir)
             undo.callback(_best_effort, files.unmount_shm, rec.shm)
         if ns.pid == api.POD:
-            holder, pid_ns = namespaces.start_pid_holder(ns_dir)
+            # Under the systemd driver in a scope of its own, as conmon: it must outlive the
+            # shim's unit and not stay in its cgroup.
+            scope = (cgroupdriver.holder_scope_argv(pod_id, cgroupdriver.MONITOR_SLICE)
+                     if svc.config.cgroup_driver == cgroupdriver.SYSTEMD else [])
+            holder, pid_ns = namespaces.start_pid_holder(ns_dir, scope)
             undo.callback(_best_effort, namespaces.stop_pid_holder, holder)
             rec = _replace(rec, pid_holder=holder, pid_ns=pid_ns)
         if rec.netns:

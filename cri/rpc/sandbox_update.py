@@ -34,7 +34,8 @@ def update_pod_sandbox_resources(svc: Services, req: api.UpdatePodSandboxResourc
     with svc.pods.op_lock(pod.id):
         # Under the pod's lock: a concurrent RemovePodSandbox either ran first (update() then
         # says NotFound) or waits until this is recorded.
-        written = cgroup.apply(pod.cgroup_parent, cgroup.pod_totals(overhead, resources))
+        written = cgroup.apply(pod.cgroup_parent, cgroup.pod_totals(overhead, resources),
+                               svc.config.cgroup_driver)
         # What the kubelet sent, as containerd keeps it (not the summed cgroup values).
         svc.pods.update(pod.id, overhead=_dict(overhead), resources=_dict(resources))
     log.info("pod %s resources updated; pod cgroup files written: %s", pod.id[:12],

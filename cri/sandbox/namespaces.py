@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from typing import Sequence
 
 from .. import errors
 from . import proc
@@ -92,15 +93,17 @@ def unpin(path: str) -> None:
         pass
 
 
-def start_pid_holder(directory: str) -> tuple[int, str]:
+def start_pid_holder(directory: str, prefix: Sequence[str] = ()) -> tuple[int, str]:
     """A pod-wide PID namespace (shareProcessNamespace): unlike net/IPC/UTS it
     cannot be pinned by a bind mount alone (no process can enter a PID namespace
     whose init has exited), so a tiny init holds it: the one case with a pause
     process, as in CRI-O with drop_infra_ctr.  It is started in its own session
-    so it outlives the shim; ``sh`` waits in a loop and so reaps what it adopts."""
+    so it outlives the shim; ``sh`` waits in a loop and so reaps what it adopts.  ``prefix``:
+    a command it is started under that execs it with the same pid (the systemd driver's
+    ``systemd-run --scope``)."""
     os.makedirs(directory, mode=0o700, exist_ok=True)
     holder = subprocess.Popen(
-        ["unshare", "--pid", "--fork", "--kill-child", "sh", "-c",
+        [*prefix, "unshare", "--pid", "--fork", "--kill-child", "sh", "-c",
          "trap 'exit 0' TERM; while :; do sleep 3600 & wait; done"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, close_fds=True)

@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         if opts.state_dir:
             cfg.state_dir = opts.state_dir
         if opts.print_config:
-            sys.stdout.write(config_mod.to_toml(cfg))
+            # Effective: the cgroup driver as detected here and its default parent filled in.
+            sys.stdout.write(config_mod.to_toml(cfg.resolved()))
             return 0
     except config_mod.ConfigError as err:
         print(f"podwire-cri: {err}", file=sys.stderr)
@@ -51,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     server.start()
     start_trimmer()
     secure_socket(cfg.socket_path, cfg.socket_mode, cfg.socket_group)
-    logging.getLogger("podwire.cri").info("serving CRI v1 on unix://%s (state %s)",
-                                          cfg.socket_path, cfg.state_dir)
+    logging.getLogger("podwire.cri").info("serving CRI v1 on unix://%s (state %s, cgroup driver %s)",
+                                          cfg.socket_path, cfg.state_dir, svc.config.cgroup_driver)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

@@ -40,6 +40,9 @@ def create_server(cfg: Config, *, images: Optional[ImageEngine] = None,
                   socket_path: Optional[str] = None) -> tuple[grpc.Server, Services]:
     """A ready-to-start server on ``socket_path`` (default: the config's) with the
     shim's state recovered.  ``images``/``runtime`` override the engines (tests)."""
+    # The cgroup driver detected and the default parent filled in, once: RuntimeConfig must
+    # report the same driver for the kubelet's lifetime.
+    cfg = cfg.resolved()
     path = socket_path or cfg.socket_path
     if images is None:
         images = _image_engine(cfg)
@@ -89,4 +92,4 @@ def _container_engine(cfg: Config) -> ContainerRuntime:
     # Bundles (with the writable layers) on disk beside the records; monitor state per boot.
     return ContainerRuntime(root_dir=os.path.join(cfg.state_dir, "bundles"), runc_root=cfg.runc_root,
                             state_dir=os.path.join(cfg.run_dir, "monitors"), runc_binary=cfg.runc,
-                            conmon_binary=cfg.conmon)
+                            conmon_binary=cfg.conmon, cgroup_driver=cfg.cgroup_driver)

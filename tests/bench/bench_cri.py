@@ -110,7 +110,8 @@ class Podwire(Runtime):
                           run_dir=os.path.join(self.work, "pw-run"), cni_conf_dir=conf_dir,
                           cni_bin_dirs=[bin_dir], cni_cache_dir=os.path.join(self.work, "pw-cni-cache"),
                           runc_root=os.path.join(self.work, "pw-runc"), restrict_oom_score_adj=True,
-                          cgroup_parent=PODWIRE_CGROUP_PARENT, registry_config_dir=os.path.join(self.work, "certs.d"),
+                          cgroup_driver="cgroupfs", cgroup_parent=PODWIRE_CGROUP_PARENT,
+                          registry_config_dir=os.path.join(self.work, "certs.d"),
                           netpol_socket="")
         path = os.path.join(self.work, "cri.toml")
         with open(path, "w") as f:

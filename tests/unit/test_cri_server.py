@@ -43,7 +43,8 @@ class FakeRuntime:
 @pytest.fixture
 def served(tmp_path):
     cfg = Config(listen=str(tmp_path / "cri.sock"), state_dir=str(tmp_path / "state"),
-                 run_dir=str(tmp_path / "run"), cni_conf_dir=str(tmp_path / "net.d"), runc="true")
+                 run_dir=str(tmp_path / "run"), cni_conf_dir=str(tmp_path / "net.d"), runc="true",
+                 cgroup_driver="cgroupfs")   # whatever PID 1 is (test_cri_cgroup_driver.py: systemd)
     images = FakeImages()
     server, svc = create_server(cfg, images=images, runtime=FakeRuntime())
     server.start()
