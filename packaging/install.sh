@@ -25,8 +25,11 @@ install)
     --code-dir "${site#"$DESTDIR"}"
   install -d "$DESTDIR$PREFIX/bin" "$DESTDIR$UNIT_DIR"
   for cmd in "${COMMANDS[@]}"; do ln -sfn "$LIBDIR/venv/bin/$cmd" "$DESTDIR$PREFIX/bin/$cmd"; done
-  # Where the units' Documentation= points.
+  # Where the units' Documentation= points; the component docs beside it, as README.md links them.
   install -D -m 0644 README.md "$DESTDIR$PREFIX/share/doc/podwire/README.md"
+  rm -rf "$DESTDIR$PREFIX/share/doc/podwire/docs"   # no page of an older version left behind
+  install -d "$DESTDIR$PREFIX/share/doc/podwire/docs"
+  install -m 0644 docs/*.md "$DESTDIR$PREFIX/share/doc/podwire/docs/"
   for unit in "${UNITS[@]}"; do
     sed "s|@PREFIX@|$PREFIX|g" "packaging/systemd/$unit" > "$DESTDIR$UNIT_DIR/$unit"
     chmod 0644 "$DESTDIR$UNIT_DIR/$unit"
