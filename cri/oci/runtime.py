@@ -292,6 +292,17 @@ class ContainerRuntime:
         current.update(resources.linux_resources(linux_resources))
         files.write_json(path, spec)
 
+    def oom_watch_paths(self, container_id: str) -> tuple[str, str] | None:
+        """(the container's memory.events, its `oom` file) on cgroup v2, for the ExitWatcher's
+        OOM watch; None on v1 or without a cgroup."""
+        if not cgroups.is_v2():
+            return None
+        path = self._runtime_info(container_id).get("cgroups_path")
+        d = cgroups.controller_dir("memory", path) if path else None
+        if d is None:
+            return None
+        return os.path.join(d, "memory.events"), os.path.join(self.monitor_dir(container_id), files.OOM)
+
     def stats(self, container_id: str) -> stats.CgroupStats | None:
         """CPU and memory from the container's cgroup; None once the cgroup is gone."""
         path = self._runtime_info(container_id).get("cgroups_path")

@@ -302,3 +302,103 @@ def test_v1_reason_ignores_memory_events(tmp_path, monkeypatch):
     _exited(str(state))
     assert read_state("c1", str(state)).reason == "Error"
     assert not (state / files.OOM).exists()
+
+
+# --- OOM kills seen as they happen (inotify on memory.events) ---------------------------------
+
+def _wait(pred, timeout: float = 5.0) -> bool:
+    import time
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return pred()
+
+
+def test_oom_watcher_marks_a_kill_when_memory_events_changes(tmp_path):
+    import select
+
+    from cri.oci.oomwatch import OomWatcher
+    events, marker = tmp_path / "memory.events", tmp_path / "oom"
+    events.write_text(EVENTS.format(max=0, oom=0, kill=0))
+    w = OomWatcher()
+    try:
+        assert w.add("c1", str(events), str(marker)) and w.watched() == {"c1"}
+        events.write_text(EVENTS.format(max=1, oom=1, kill=0))     # limit hit, nobody killed
+        assert select.select([w.fd], [], [], 5)[0]
+        w.handle()
+        assert not marker.exists()
+        events.write_text(EVENTS.format(max=2, oom=2, kill=1))
+        assert select.select([w.fd], [], [], 5)[0]
+        w.handle()
+        assert marker.exists()
+        # The file goes with its cgroup: the kernel drops the watch, and so do we.
+        events.unlink()
+        assert select.select([w.fd], [], [], 5)[0]
+        w.handle()
+        assert w.watched() == set()
+        assert not w.add("c2", str(tmp_path / "gone" / "memory.events"), str(marker))
+    finally:
+        w.close()
+
+
+def test_oom_watcher_counts_a_kill_before_the_watch(tmp_path):
+    from cri.oci.oomwatch import OomWatcher
+    events, marker = tmp_path / "memory.events", tmp_path / "oom"
+    events.write_text(EVENTS.format(max=1, oom=1, kill=1))
+    w = OomWatcher()
+    try:
+        w.add("c1", str(events), str(marker))
+        assert marker.exists()
+        w.remove("c1")
+        w.remove("c1")                                              # idempotent
+        assert w.watched() == set()
+    finally:
+        w.close()
+
+
+class _Runtime:
+    def __init__(self, paths):
+        self.paths = paths
+
+    def oom_watch_paths(self, cid):
+        return self.paths
+
+    def lookup(self, cid):
+        return None
+
+
+def test_exit_watcher_watches_memory_events_in_its_thread(tmp_path):
+    from cri.oci.watch import ExitWatcher
+    events, marker = tmp_path / "memory.events", tmp_path / "oom"
+    events.write_text(EVENTS.format(max=0, oom=0, kill=0))
+    w = ExitWatcher(_Runtime((str(events), str(marker))), lambda st: None, interval=5, watch_oom=True)
+    assert w.oom is not None
+    w.start()
+    try:
+        w.watch("c1")
+        events.write_text(EVENTS.format(max=1, oom=1, kill=1))
+        assert _wait(marker.exists)                                 # well before the 5 s poll
+        w.unwatch("c1")
+        assert w.oom.watched() == set()
+    finally:
+        w.close()
+
+
+def test_exit_watcher_on_v1_has_no_oom_watch(monkeypatch):
+    from cri.oci.watch import ExitWatcher
+    monkeypatch.setattr(cgroups, "hierarchies", lambda: {"memory": "/sys/fs/cgroup/memory"})
+    w = ExitWatcher(_Runtime(None), lambda st: None)
+    assert w.oom is None
+    w.watch("c1")
+    w.unwatch("c1")
+
+
+def test_runtime_oom_watch_paths(v2, tmp_path):
+    from cri.oci.runtime import ContainerRuntime
+    rt = ContainerRuntime(str(tmp_path / "b"), str(tmp_path / "r"), str(tmp_path / "s"))
+    os.makedirs(rt.monitor_dir("c1"))
+    files.write_json(os.path.join(rt.monitor_dir("c1"), files.RUNTIME), {"cgroups_path": CTR})
+    assert rt.oom_watch_paths("c1") == (str(v2 / "memory.events"),
+                                        os.path.join(rt.monitor_dir("c1"), files.OOM))
