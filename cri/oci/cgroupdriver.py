@@ -149,11 +149,13 @@ def conmon_scope_argv(container_id: str, slice_name: str) -> list[str]:
     monitor_cgroup: conmon's memory is not charged to the pod, and a pod slice stopped by the
     kubelet takes no monitor with it."""
     return ["systemd-run", "--scope", "--quiet", "--collect",
-            f"--unit=podwire-conmon-{container_id}", f"--slice={slice_name}", "--"]
+            f"--unit=podwire-conmon-{container_id}", f"--slice={slice_name}",
+            f"--description=podwire-cri container monitor (conmon) of {container_id}", "--"]
 
 
 def holder_scope_argv(pod_id: str, slice_name: str) -> list[str]:
     """The same for a pod's PID-namespace holder (cri/sandbox/namespaces.py), which, like conmon,
     must outlive the shim and must not stay in its unit's cgroup."""
     return ["systemd-run", "--scope", "--quiet", "--collect",
-            f"--unit=podwire-pidns-{pod_id}", f"--slice={slice_name}", "--"]
+            f"--unit=podwire-pidns-{pod_id}", f"--slice={slice_name}",
+            f"--description=podwire-cri PID namespace holder of pod {pod_id}", "--"]

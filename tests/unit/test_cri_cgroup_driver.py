@@ -234,7 +234,8 @@ def test_conmon_in_its_own_scope_with_systemd():
                         scope=tuple(cd.conmon_scope_argv("c1", "system.slice"))).argv()
     split = argv.index("--")
     assert argv[:split] == ["systemd-run", "--scope", "--quiet", "--collect",
-                            "--unit=podwire-conmon-c1", "--slice=system.slice"]
+                            "--unit=podwire-conmon-c1", "--slice=system.slice",
+                            "--description=podwire-cri container monitor (conmon) of c1"]
     rest = argv[split + 1:]
     assert rest[0] == "/usr/bin/conmon"
     # runc's global flag through conmon, right after --root (runc create must see it).
@@ -243,8 +244,8 @@ def test_conmon_in_its_own_scope_with_systemd():
 
 
 def test_pid_holder_scope():
-    assert cd.holder_scope_argv("p1", "system.slice")[-3:] == \
-        ["--unit=podwire-pidns-p1", "--slice=system.slice", "--"]
+    assert cd.holder_scope_argv("p1", "system.slice")[-4:-2] == \
+        ["--unit=podwire-pidns-p1", "--slice=system.slice"]
 
 
 # --- RuntimeConfig -----------------------------------------------------------------------------
