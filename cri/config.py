@@ -49,7 +49,7 @@ class Config:
     cgroup_parent: str = ""
     restrict_oom_score_adj: bool = False
     default_stop_signal: str = "SIGTERM"     # when neither the request nor the image names one
-    # Images: registry mirrors/auth/insecure hosts in containerd's hosts.toml layout.
+    # Images: registry mirrors, TLS settings and headers in containerd's hosts.toml layout.
     registry_config_dir: str = "/etc/podwire/certs.d"
     image_pull_progress_timeout: float = 300.0
     # The streaming server behind Exec/Attach/PortForward (plain HTTP; the kubelet on this node
