@@ -135,6 +135,16 @@ def processes_matching(needle: bytes) -> list[int]:
     return found
 
 
+async def eventually_matching(needle: bytes, timeout: float = 5.0) -> list[int]:
+    """processes_matching, retried: sh execs its last command, and while the kernel loads the new
+    image /proc/<pid>/cmdline reads empty (the new mm has no argument area yet)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not (found := processes_matching(needle)) and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    return found
+
+
 def open_fds() -> dict[int, str]:
     fds = {}
     for fd in os.listdir("/proc/self/fd"):
@@ -252,7 +262,7 @@ def test_exec_cancelled_leaves_no_process_fd_or_dir(box):
         task = asyncio.create_task(run_exec(exec_request(shim, cid, "sh", "-c", f"echo started; sleep {marker}",
                                                          stdin=True), io))
         await io.stdout.wait_for(b"started\n")
-        assert processes_matching(marker.encode()), "the exec'd process is not running"
+        assert await eventually_matching(marker.encode()), "the exec'd process is not running"
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
