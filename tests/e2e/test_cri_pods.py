@@ -211,7 +211,7 @@ def test_runtime_info(shim):
     conds = {c.type: c for c in shim.rt.Status(api.StatusRequest()).status.conditions}
     assert conds["RuntimeReady"].status and conds["NetworkReady"].status, conds
     cgroup = shim.rt.RuntimeConfig(api.RuntimeConfigRequest()).linux.cgroup_driver
-    assert cgroup == api.CGROUPFS
+    assert cgroup == (api.SYSTEMD if h.e2e_cgroup_driver() == "systemd" else api.CGROUPFS)
     req = api.UpdateRuntimeConfigRequest()
     req.runtime_config.network_config.pod_cidr = "10.244.0.0/24"
     shim.rt.UpdateRuntimeConfig(req)

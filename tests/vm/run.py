@@ -1,9 +1,10 @@
 """`make vm-test`: boot a throwaway Debian VM and run root test suites inside it.
 
-    VM_SUITE="tests/e2e/test_cri_cgroup_v2.py tests/vm"   what pytest runs (default: DEFAULT_SUITE)
+    VM_SUITE="tests/e2e/test_cri_cgroup_v2.py tests/vm"   one pass of just these (default: DEFAULT_PASSES)
+    VM_DRIVER=systemd|cgroupfs   the e2e shims' cgroup driver for VM_SUITE (default systemd)
     VM_CGROUP=v2|v1        v1 boots with systemd.unified_cgroup_hierarchy=0 (default v2)
     VM_PYTEST_ARGS="-x"    more pytest arguments
-    VM_TIMEOUT=1500        seconds before the VM is killed (the run then fails)
+    VM_TIMEOUT=2400        seconds before the VM is killed (the run then fails)
     VM_ACCEL=auto|kvm|tcg  auto: KVM only when a guest kernel is seen to start under it
 
 The checkout is shared read-only over 9p; the guest copies it, runs pytest as root under systemd,
@@ -26,35 +27,47 @@ import xml.etree.ElementTree as ET
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import image  # noqa: E402  (a script beside this one, not a package)
 
-# What a default run covers, chosen for a 2-core machine under emulation (Python is ~19x slower):
-# the cgroup and CRI e2e tests that need cgroup v2 and systemd, the units under real systemd, and
-# the kernel features this host lacks (SCTP, bridge VLAN filtering).
-DEFAULT_SUITE = " ".join([
+# What a default run covers, chosen for a 2-core machine under emulation (Python is ~19x slower).
+# Two passes, one per cgroup driver of the e2e shims (PODWIRE_TEST_CGROUP_DRIVER): the kubeadm-style
+# node (systemd) first, then cgroupfs.  Each runs the CRI e2e tests whose behaviour depends on the
+# driver; what does not depend on it (the runc-level runtime tests, the kernel features this host
+# lacks) runs once.
+SYSTEMD_SUITE = [
     "tests/vm",                                   # node facts; the units under real systemd
+    "tests/e2e/test_cri_cgroup_v2.py",            # v2 resources, stats, PSI, OOM; both drivers' parents
+    "tests/e2e/test_cri_pods.py",                 # sandboxes, their cgroups and networks
+    "tests/e2e/test_cri_containers.py",           # containers in the pod's cgroup
+]
+CGROUPFS_SUITE = [
+    "tests/e2e/test_cri_pods.py",
+    "tests/e2e/test_cri_containers.py",
+    "tests/e2e/test_cri_pod_resize.py",           # the pod-level cgroup a cgroupfs kubelet makes and sizes
     "tests/e2e/runtime",                          # runc containers: resources, stats, OOM on this cgroup
-    "tests/e2e/test_cri_pod_resize.py",           # the pod-level cgroup the kubelet sizes
     "tests/netns/test_plugin_options.py",         # bridge VLAN filtering, for real
     "tests/netns/test_netpol_bpf.py",             # the BPF programs on this (older) kernel
     "tests/netns/test_netpol_matrix.py::test_sctp_is_probed_with_what_the_kernel_offers[standalone]",
     "tests/netns/test_netpol_matrix.py::test_matrix_ipv4[standalone-sctp-only]",  # real SCTP associations
-])
+]
+DEFAULT_PASSES = [("systemd", " ".join(SYSTEMD_SUITE)), ("cgroupfs", " ".join(CGROUPFS_SUITE))]
 KVM_PROBE_SECONDS = 20
 
 
 def main() -> int:
-    suite = os.environ.get("VM_SUITE") or DEFAULT_SUITE
+    passes = _passes()
     cgroup = os.environ.get("VM_CGROUP", "v2")
     if cgroup not in ("v1", "v2"):
         raise SystemExit(f"VM_CGROUP must be v1 or v2, not {cgroup!r}")
-    timeout = float(os.environ.get("VM_TIMEOUT", "1500"))
+    timeout = float(os.environ.get("VM_TIMEOUT", "2400"))
     started = time.monotonic()
     img = image.ensure_image()
     accel = _choose_accel(img, os.environ.get("VM_ACCEL", "auto"))
     out = os.path.join(image.BUILD, "runs", time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out)
     with open(os.path.join(out, "request.env"), "w") as f:
-        f.write(f"VM_SUITE={shlex.quote(suite)}\nVM_PYTEST_ARGS={shlex.quote(os.environ.get('VM_PYTEST_ARGS', ''))}\n"
-                f"VM_VENV={image.VENV}\n")
+        f.write(f"VM_PASSES={shlex.quote(' '.join(driver for driver, _ in passes))}\n")
+        for driver, suite in passes:
+            f.write(f"VM_SUITE_{driver}={shlex.quote(suite)}\n")
+        f.write(f"VM_PYTEST_ARGS={shlex.quote(os.environ.get('VM_PYTEST_ARGS', ''))}\nVM_VENV={image.VENV}\n")
     overlay = os.path.join(out, "overlay.qcow2")
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
                     os.path.join(img, "rootfs.img"), overlay], check=True)
@@ -66,8 +79,9 @@ def main() -> int:
            "-virtfs", f"local,path={image.REPO},mount_tag=src,security_model=none,readonly=on",
            "-virtfs", f"local,path={out},mount_tag=out,security_model=none",
            "-serial", f"file:{os.path.join(out, 'console.log')}"]
-    print(f"vm: booting ({accel}, cgroup {cgroup}) suite: {suite}; logs in {os.path.relpath(out, image.REPO)}",
-          flush=True)
+    print(f"vm: booting ({accel}, cgroup {cgroup}); logs in {os.path.relpath(out, image.REPO)}", flush=True)
+    for driver, suite in passes:
+        print(f"vm: pass {driver}: {suite}", flush=True)
     booted = time.monotonic()
     try:
         subprocess.run(cmd, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
@@ -76,7 +90,17 @@ def main() -> int:
         return 124
     finally:
         os.unlink(overlay)  # gigabytes of writes, worthless after the run
-    return _report(out, cgroup, booted, started)
+    return _report(out, cgroup, passes, booted, started)
+
+
+def _passes() -> list[tuple[str, str]]:
+    suite = os.environ.get("VM_SUITE")
+    if not suite:
+        return DEFAULT_PASSES
+    driver = os.environ.get("VM_DRIVER", "systemd")
+    if driver not in ("systemd", "cgroupfs"):
+        raise SystemExit(f"VM_DRIVER must be systemd or cgroupfs, not {driver!r}")
+    return [(driver, suite)]
 
 
 def _qemu(img: str, accel: str) -> list[str]:
@@ -110,30 +134,34 @@ def _choose_accel(img: str, wanted: str) -> str:
     return "kvm" if started else "tcg"
 
 
-def _report(out: str, cgroup: str, booted: float, started: float) -> int:
+def _report(out: str, cgroup: str, passes: list[tuple[str, str]], booted: float, started: float) -> int:
     def read(name: str) -> str | None:
         try:
             with open(os.path.join(out, name), errors="replace") as f:
                 return f.read()
         except FileNotFoundError:
             return None
-    rc_text = read("rc")
-    if rc_text is None:
-        print("vm: the guest never reported a result; last console lines:", file=sys.stderr)
-        print("\n".join((read("console.log") or "").splitlines()[-40:]), file=sys.stderr)
-        return 1
     facts = json.loads(read("facts.json") or "{}")
-    counts = _counts(os.path.join(out, "junit.xml"))
-    driver = _driver_line(read("pytest.log") or "")
+    logs = "".join(read(f"pytest-{driver}.log") or "" for driver, _ in passes)
     print(f"vm: kernel {facts.get('kernel')}, PID 1 {facts.get('pid1')}, cgroup {facts.get('cgroup_version')} "
-          f"(asked {cgroup}), cgroup driver {driver}")
-    print(f"vm: tests: {counts}")
-    print(f"vm: {time.monotonic() - booted:.0f} s in the VM, {time.monotonic() - started:.0f} s in all; "
-          f"exit {rc_text.strip()}")
+          f"(asked {cgroup}), shim's default cgroup driver {_driver_line(logs)}")
+    status = 0
+    for driver, _ in passes:
+        rc_text = read(f"rc-{driver}")
+        if rc_text is None:
+            print(f"vm: pass {driver}: the guest never reported a result; last console lines:", file=sys.stderr)
+            print("\n".join((read("console.log") or "").splitlines()[-40:]), file=sys.stderr)
+            status = status or 1
+            continue
+        rc = int(rc_text.strip() or 1)
+        print(f"vm: pass {driver} (e2e shims on the {driver} cgroup driver): "
+              f"{_counts(os.path.join(out, f'junit-{driver}.xml'))}; exit {rc}")
+        status = status or rc
+    print(f"vm: {time.monotonic() - booted:.0f} s in the VM, {time.monotonic() - started:.0f} s in all; exit {status}")
     if facts.get("cgroup_version") != cgroup:
         print(f"vm: asked for cgroup {cgroup}, the guest ran {facts.get('cgroup_version')}", file=sys.stderr)
         return 1
-    return int(rc_text.strip() or 1)
+    return status
 
 
 def _counts(junit: str) -> str:

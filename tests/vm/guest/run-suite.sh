@@ -1,13 +1,13 @@
 #!/bin/bash
 # Inside the guest, from the checkout bootstrap.sh mounted at /mnt/src: copy it, run the requested
-# pytest suite, hand back the log, a JUnit report, facts about this node and the exit status
-# through the "out" share.
+# pytest passes (one per cgroup driver of the e2e shims), hand back their logs, JUnit reports and
+# exit statuses, facts about this node and the journal through the "out" share.
 set -u
 out=/mnt/out
 mkdir -p "$out"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out "$out"
 # shellcheck disable=SC1091
-. "$out/request.env"     # VM_SUITE, VM_PYTEST_ARGS, VM_VENV
+. "$out/request.env"     # VM_PASSES, VM_SUITE_<driver>, VM_PYTEST_ARGS, VM_VENV
 echo "vm: booted in $(cut -d' ' -f1 /proc/uptime) s"
 # A writable copy: the tests write caches and scratch files beside the code.
 mkdir -p /root/podwire
@@ -22,10 +22,14 @@ cat > "$out/facts.json" <<FACTS
 FACTS
 export PODWIRE_IN_VM=1
 set -f   # node ids such as test_x[daemon-sctp-only] are not globs
-# shellcheck disable=SC2086
-"$VM_VENV/bin/python" -m pytest $VM_SUITE -p no:cacheprovider -q -rs $VM_PYTEST_ARGS \
-  --junitxml="$out/junit.xml" 2>&1 | tee "$out/pytest.log"
-rc=${PIPESTATUS[0]}
+for driver in $VM_PASSES; do
+  suite_var="VM_SUITE_$driver"
+  echo "vm: pass $driver: ${!suite_var}"
+  # shellcheck disable=SC2086
+  PODWIRE_TEST_CGROUP_DRIVER=$driver "$VM_VENV/bin/python" -m pytest ${!suite_var} -p no:cacheprovider -q -rs \
+    $VM_PYTEST_ARGS --junitxml="$out/junit-$driver.xml" 2>&1 | tee "$out/pytest-$driver.log"
+  echo "${PIPESTATUS[0]}" > "$out/rc-$driver"
+  sync
+done
 journalctl -b --no-pager > "$out/journal.log" 2>&1
-echo "$rc" > "$out/rc"
 sync
