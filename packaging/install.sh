@@ -9,9 +9,10 @@ LIBDIR="$PREFIX/lib/podwire"
 VENV="$DESTDIR$LIBDIR/venv"
 CONFLIST="$DESTDIR$CNI_CONF_DIR/10-podwire.conflist"
 : "${UNIT_DIR:=/etc/systemd/system}"
-COMMANDS=(podwire-cnid podwire-cri podwire-ctl podwire-netpol)   # linked into $PREFIX/bin
+COMMANDS=(podwire-cnid podwire-cri podwire-ctl podwire-netpol podwire-doctor)   # linked into $PREFIX/bin
 UNITS=(podwire-cnid.service podwire-cri.service podwire-netpol.service)  # from packaging/systemd, @PREFIX@ substituted
 CRI_TOML="$DESTDIR/etc/podwire/cri.toml"
+PLUGIN_LINKS="$DESTDIR$LIBDIR/cni-plugin-links"   # the reference plugins' links install made
 systemd_running() { [ -z "$DESTDIR" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; }
 
 case "${1:-install}" in
@@ -52,8 +53,12 @@ install)
   else
     echo "install: kept existing $CRI_TOML"
   fi
+  # The reference plugins where containerd and CRI-O look for them.  Not into a package's staging
+  # tree: which are missing is the node's business, not the build host's.
+  if [ -z "$DESTDIR" ]; then packaging/cni_plugin_links.sh link "$CNI_BIN_DIR" "$PLUGIN_LINKS"; fi
   echo "install: podwire, podwire-ipam -> $DESTDIR$CNI_BIN_DIR (venv $VENV)"
   echo "install: ${UNITS[*]} -> $DESTDIR$UNIT_DIR (start with: systemctl enable --now ${UNITS[*]})"
+  echo "install: check the node with: podwire-doctor"
   ;;
 uninstall)
   if systemd_running; then systemctl disable --now "${UNITS[@]}" 2>/dev/null || true; fi
@@ -64,6 +69,7 @@ uninstall)
   rm -rf "$DESTDIR$PREFIX/share/doc/podwire"
   if systemd_running; then systemctl daemon-reload; fi
   rm -f "$DESTDIR$CNI_BIN_DIR/podwire" "$DESTDIR$CNI_BIN_DIR/podwire-ipam"
+  packaging/cni_plugin_links.sh unlink "$DESTDIR$CNI_BIN_DIR" "$PLUGIN_LINKS"   # before the record goes with $LIBDIR
   # The conflist is removed only if it is still ours, unchanged.
   if [ -e "$CONFLIST" ] && cmp -s "$CONFLIST" packaging/cni/10-podwire.conflist; then rm -f "$CONFLIST"; fi
   if [ -e "$CRI_TOML" ] && cmp -s "$CRI_TOML" packaging/cri/cri.toml; then rm -f "$CRI_TOML"; fi
