@@ -118,6 +118,9 @@ def shim_factory(cri_net, tmp_path):
     cfg = h.shim_config(tmp_path, cri_net.conf_dir, cri_net.bin_dir)
 
     def make(process: bool = False, **over) -> Shim:
+        driver = over.get("cgroup_driver", cfg.cgroup_driver)
+        if driver != cfg.cgroup_driver and "cgroup_parent" not in over:
+            over["cgroup_parent"] = h.test_cgroup_parent(driver)   # the default is the other driver's form
         c = dataclasses.replace(cfg, **over)
         s = start_process(c, tmp_path) if process else start_in_process(c)
         shims.append(s)
@@ -130,6 +133,8 @@ def shim_factory(cri_net, tmp_path):
     for s in shims:
         stop(s)
     left = h.sweep(cfg)
+    for parent in {s.cfg.cgroup_parent for s in shims} - {cfg.cgroup_parent}:
+        left += h.sweep(dataclasses.replace(cfg, cgroup_parent=parent))
     assert not left, f"test left behind: {left}"
 
 

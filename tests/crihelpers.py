@@ -51,6 +51,10 @@ exit 0
 """
 
 # A chained plugin whose ADD is slow, passing the previous result through.
+# How much slower this machine runs the tests' Python than a host: the VM of `make vm-test` is
+# emulated (TCG).  For the few tests that compare a duration with a slow peer's, both scaled.
+TIME_SCALE = 4 if os.environ.get("PODWIRE_IN_VM") == "1" else 1
+
 SLOW_PLUGIN = """#!/bin/sh
 if [ "$CNI_COMMAND" = ADD ]; then
   exec %s -c 'import json,sys,time; c=json.load(sys.stdin); time.sleep(c.get("sleep", 2)); print(json.dumps(c["prevResult"]))'
@@ -76,13 +80,17 @@ def e2e_cgroup_driver() -> str:
     return driver
 
 
+def test_cgroup_parent(driver: str) -> str:
+    """A parent of the test's own, removed by sweep(): a directory, or a slice of its own."""
+    tag = uuid.uuid4().hex[:8]
+    return f"podwire_test_{tag}.slice" if driver == "systemd" else f"/podwire-test-{tag}"
+
+
 def shim_config(tmp_path, conf_dir: str, bin_dir: str, **over):
     from cri.config import Config
     d = Dirs(str(tmp_path))
     driver = over.pop("cgroup_driver", None) or e2e_cgroup_driver()
-    tag = uuid.uuid4().hex[:8]
-    # A parent of the test's own, removed by sweep(): a directory, or a slice of its own.
-    parent = f"podwire_test_{tag}.slice" if driver == "systemd" else f"/podwire-test-{tag}"
+    parent = test_cgroup_parent(driver)
     cfg = Config(listen=d.path("cri.sock"), state_dir=d.path("state"), run_dir=d.path("run"),
                  cni_conf_dir=conf_dir, cni_bin_dirs=[bin_dir, "/usr/lib/cni"],
                  cni_cache_dir=d.path("cni-cache"), runc_root=d.path("runc"),

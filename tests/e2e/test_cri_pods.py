@@ -159,17 +159,18 @@ def test_host_network_pod_skips_cni(shim, cri_net):
 
 def test_list_and_status_do_not_wait_for_a_slow_cni(shim, cri_net):
     cri_net.add_plugin("slow", h.SLOW_PLUGIN)
-    cri_net.write(h.conflist(cri_net.network, extra_plugins=[{"type": "slow", "sleep": 3}]))
+    fast = 1.0 * h.TIME_SCALE     # well below the slow plugin's ADD
+    cri_net.write(h.conflist(cri_net.network, extra_plugins=[{"type": "slow", "sleep": 3 * h.TIME_SCALE}]))
     ready = _run(shim, h.pod_config())
     slow = threading.Thread(target=_run, args=(shim, h.pod_config()))
     slow.start()
     try:
-        time.sleep(0.5)
+        time.sleep(0.5 * h.TIME_SCALE)
         t0 = time.monotonic()
-        shim.rt.ListPodSandbox(api.ListPodSandboxRequest(), timeout=1)
-        shim.rt.PodSandboxStatus(api.PodSandboxStatusRequest(pod_sandbox_id=ready), timeout=1)
-        shim.rt.StopPodSandbox(api.StopPodSandboxRequest(pod_sandbox_id=ready), timeout=5)
-        assert time.monotonic() - t0 < 1.0
+        shim.rt.ListPodSandbox(api.ListPodSandboxRequest(), timeout=fast)
+        shim.rt.PodSandboxStatus(api.PodSandboxStatusRequest(pod_sandbox_id=ready), timeout=fast)
+        shim.rt.StopPodSandbox(api.StopPodSandboxRequest(pod_sandbox_id=ready), timeout=5 * h.TIME_SCALE)
+        assert time.monotonic() - t0 < fast
         assert slow.is_alive()
     finally:
         slow.join()

@@ -78,6 +78,9 @@ def main() -> int:
            "-drive", f"file={overlay},if=virtio,format=qcow2,cache=unsafe",
            "-virtfs", f"local,path={image.REPO},mount_tag=src,security_model=none,readonly=on",
            "-virtfs", f"local,path={out},mount_tag=out,security_model=none",
+           # A NIC and a default route, as a node has (hostPort DNAT is to the node's address);
+           # restrict=on: nothing reaches the host or beyond.
+           "-netdev", "user,id=n0,restrict=on", "-device", "virtio-net-pci,netdev=n0",
            "-serial", f"file:{os.path.join(out, 'console.log')}"]
     print(f"vm: booting ({accel}, cgroup {cgroup}); logs in {os.path.relpath(out, image.REPO)}", flush=True)
     for driver, suite in passes:

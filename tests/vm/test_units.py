@@ -110,13 +110,17 @@ def test_a_pod_and_a_container_through_podwire_ctl(workload):
     assert "started" in ctl("logs", ctr_id)
 
 
+def wait_for_the_shim(timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while sh(CTL, "version", check=False).returncode and time.monotonic() < deadline:
+        time.sleep(1)
+
+
 def test_restarting_the_shim_keeps_the_container_running(workload):
     _, ctr_id = workload
     pid = container_pid(ctr_id)
     sh("systemctl", "restart", "podwire-cri")
-    deadline = time.monotonic() + 120
-    while sh(CTL, "version", check=False).returncode and time.monotonic() < deadline:
-        time.sleep(1)
+    wait_for_the_shim()
     assert os.path.exists(f"/proc/{pid}"), "the container died with the shim's restart"
     assert state_of(ctr_id) == "CONTAINER_RUNNING"
     assert container_pid(ctr_id) == pid
@@ -134,4 +138,5 @@ def test_stopping_the_units_leaves_containers_alone_and_nothing_in_their_cgroups
     finally:
         for unit in UNITS:
             sh("systemctl", "start", unit, timeout=900)
+        wait_for_the_shim()
     assert state_of(ctr_id) == "CONTAINER_RUNNING"

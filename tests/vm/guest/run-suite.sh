@@ -14,6 +14,16 @@ mkdir -p /root/podwire
 tar -C /mnt/src --exclude=./.venv --exclude=./build --exclude=./.git --exclude='__pycache__' -cf - . \
   | tar -C /root/podwire -xf -
 cd /root/podwire
+# The NIC run.py gives the guest (QEMU user networking: 10.0.2.15, gateway 10.0.2.2): a node's
+# address and default route, configured by hand (the image runs no network manager).
+for link in /sys/class/net/*; do
+  if [ -e "$link/device" ] && [ "$(cat "$link/type")" = 1 ]; then
+    nic=${link##*/}
+    ip link set "$nic" up && ip addr add 10.0.2.15/24 dev "$nic" && ip route add default via 10.0.2.2
+    echo "vm: $nic is 10.0.2.15/24, default via 10.0.2.2"
+    break
+  fi
+done
 cgroup=$(stat -fc %T /sys/fs/cgroup)   # cgroup2fs: unified (v2); tmpfs: v1 or hybrid
 cat > "$out/facts.json" <<FACTS
 {"kernel": "$(uname -r)", "pid1": "$(cat /proc/1/comm)", "cgroup_fs": "$cgroup",
