@@ -12,7 +12,7 @@ import stat
 from typing import Optional
 
 from .node import Node
-from .report import Finding, blocker, ok, warning
+from .report import Finding, blocker, ok, unchecked, warning
 
 RUN_DIR_MODE = 0o755
 OWNER_UID = 0       # the daemons run as root and make their sockets root's
@@ -53,6 +53,8 @@ def _run_dir(node: Node) -> Finding:
         st = os.lstat(node.path(run_dir))
     except FileNotFoundError:
         return ok("socket.run-dir", f"{run_dir} not there yet (the daemons make it, mode {RUN_DIR_MODE:04o})")
+    except PermissionError:
+        return unchecked("socket.run-dir", f"cannot look at {run_dir}: permission denied (run as root)")
     mode = stat.S_IMODE(st.st_mode)
     if not stat.S_ISDIR(st.st_mode):
         return blocker("socket.run-dir", f"{run_dir} is not a directory", f"remove it; the daemons make {run_dir}")
@@ -82,6 +84,8 @@ def _socket(node: Node, want: Expected) -> Finding:
         st = os.lstat(node.path(want.path))
     except FileNotFoundError:
         return ok(want.check, f"{want.path} not there ({want.daemon} is not running); checked when it is")
+    except PermissionError:
+        return unchecked(want.check, f"cannot look at {want.path}: permission denied (run as root)")
     mode = stat.S_IMODE(st.st_mode)
     fix = f"restart {want.daemon}: it sets mode {want.mode:04o} owner root" + \
         (f" group {want.group}" if want.group != "root" else "")

@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from cri.doctor import sockets
-from cri.doctor.report import BLOCKER, OK, WARNING
+from cri.doctor.report import BLOCKER, OK, UNCHECKED, WARNING
 from doctortree import Tree, by_check
 
 
@@ -122,3 +122,18 @@ def test_socket_paths_from_the_configs(tree, bind):
     assert found["socket.cri"].status == BLOCKER and "/srv/cri.sock" in found["socket.cri"].summary
     assert found["socket.cnid"].status == BLOCKER and "/srv/cnid.sock" in found["socket.cnid"].summary
     assert found["socket.netpol-cni"].status == BLOCKER and "/srv/np.sock" in found["socket.netpol-cni"].summary
+
+
+def test_a_directory_the_user_may_not_enter(tree, bind, monkeypatch):
+    """Not root on a node whose socket directory is closed: say so, per socket, and go on."""
+    bind("/run/podwire/cri.sock", 0o660)
+    real_lstat = os.lstat
+
+    def lstat(path):
+        if str(path).endswith("cni.sock"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_lstat(path)
+    monkeypatch.setattr(sockets.os, "lstat", lstat)
+    found = findings(tree)
+    assert found["socket.cnid"].status == UNCHECKED and "permission denied" in found["socket.cnid"].summary
+    assert found["socket.cri"].status == OK
