@@ -3,6 +3,9 @@
 # pytest passes (one per cgroup driver of the e2e shims), hand back their logs, JUnit reports and
 # exit statuses, facts about this node and the journal through the "out" share.
 set -u
+# Parsed whole before it runs (the braces): bash reads a script as it goes, and this one lives
+# in the live checkout, where an edit during a run would otherwise change what runs next.
+{
 out=/mnt/out
 mkdir -p "$out"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out "$out"
@@ -43,3 +46,5 @@ for driver in $VM_PASSES; do
 done
 journalctl -b --no-pager > "$out/journal.log" 2>&1
 sync
+exit 0
+}
