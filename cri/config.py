@@ -11,6 +11,8 @@ import os
 import tomllib
 from typing import Any, Optional
 
+from cni import logs
+
 from .oci import cgroupdriver
 
 DEFAULT_PATH = "/etc/podwire/cri.toml"
@@ -60,7 +62,10 @@ class Config:
     stream_idle_timeout: float = 4 * 3600.0
     # Written into the pod's /etc/hosts-less world: DNS defaults when dns_config is empty.
     default_resolv_conf: str = "/etc/resolv.conf"
+    # The shim's log lines on stderr: level (debug, info, warning, error) and format, "text"
+    # (logfmt key=value lines) or "json" (one object per line); see cni/logs.py.
     log_level: str = "info"
+    log_format: str = "text"
 
     @property
     def socket_path(self) -> str:
@@ -158,6 +163,11 @@ def from_dict(data: dict, source: str = "<dict>") -> Config:
     if cfg.stream_idle_timeout <= 0:
         raise ConfigError(f"{source}: stream_idle_timeout must be positive")
     _check_signal(cfg.default_stop_signal, source)
+    try:
+        logs.check_level(cfg.log_level)
+        logs.check_format(cfg.log_format)
+    except ValueError as e:
+        raise ConfigError(f"{source}: {e}") from None
     if cfg.cgroup_driver not in ("", *cgroupdriver.DRIVERS):
         raise ConfigError(f"{source}: cgroup_driver {cfg.cgroup_driver!r} is not one of "
                           f"{', '.join(cgroupdriver.DRIVERS)} (or \"\" to detect)")

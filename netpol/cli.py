@@ -5,6 +5,8 @@ import argparse
 import os
 import sys
 
+from cni import logs
+
 from . import paths
 
 
@@ -21,7 +23,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--kubernetes", action="store_true", help="watch policies, namespaces and pods in the API")
     s.add_argument("--kubeconfig", default=None)
     s.add_argument("--node-name", default=os.environ.get("NODE_NAME", ""))
-    s.add_argument("-v", "--verbose", action="store_true")
+    s.add_argument("-v", "--verbose", action="store_true", help="same as --log-level debug")
+    s.add_argument("--log-level", choices=logs.LEVELS, default="info")
+    s.add_argument("--log-format", choices=logs.FORMATS, default=logs.DEFAULT_FORMAT,
+                   help="text: logfmt key=value lines; json: one object per line")
 
     a = sub.add_parser("apply", help="apply NetworkPolicy (and Namespace) manifests")
     a.add_argument("-f", "--filename", action="append", required=True, help="file, directory or - for stdin")

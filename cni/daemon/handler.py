@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Optional, Protocol
 
-from .. import skel
+from .. import logs, skel
 from ..context import Context
 from ..errors import CniError, Code
 from .wire import SOCKET_ENV
@@ -74,7 +74,9 @@ class Handler:
             client.decline()
             return False
         deadline = time.monotonic() + (req.timeout_ms / 1000 or self.default_timeout)
-        with self.locks.hold(req.env.get("CNI_CONTAINERID", ""), deadline - time.monotonic()) as held:
+        with logs.fields(plugin=req.plugin, command=req.command, container_id=req.env.get("CNI_CONTAINERID"),
+                         ifname=req.env.get("CNI_IFNAME")), \
+                self.locks.hold(req.env.get("CNI_CONTAINERID", ""), deadline - time.monotonic()) as held:
             if not held:
                 client.deliver(self.run(req, refusing(CniError(
                     Code.TRY_AGAIN_LATER, "another request for this container is still running",
@@ -86,8 +88,9 @@ class Handler:
     def _serve(self, req: Request, verbs: skel.Verbs, deadline: float, client: Client) -> None:
         started = time.monotonic()
         answer = self.run(req, verbs)
+        ms = (time.monotonic() - started) * 1000
         log.debug("%s %s %s/%s: exit %d in %.1f ms", req.plugin, req.command, req.env.get("CNI_CONTAINERID", ""),
-                  req.env.get("CNI_IFNAME", ""), answer.code, (time.monotonic() - started) * 1000)
+                  req.env.get("CNI_IFNAME", ""), answer.code, ms, extra={"exit_code": answer.code, "ms": round(ms, 1)})
         if req.command != "ADD" or answer.code != 0:
             client.deliver(answer, wait_ack=False)  # DEL/GC finished; CHECK/STATUS changed nothing
             return

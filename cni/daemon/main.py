@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import socket
@@ -16,7 +15,7 @@ import sys
 import threading
 import tomllib
 
-from .. import netlink
+from .. import logs, netlink
 from ..context import Context
 from ..ipam import nodecidr
 from ..ipam.cached import StoreCache
@@ -32,7 +31,8 @@ from .server import Server
 
 DEFAULT_CONFIG = "/etc/podwire/cnid.toml"
 DEFAULTS = {"socket": DEFAULT_SOCKET, "workers": 32, "request_timeout": 120.0, "pod_cidrs": [],
-            "node_name": "", "kubeconfig": "", "pod_cidrs_file": nodecidr.DEFAULT_PATH, "log_level": "info"}
+            "node_name": "", "kubeconfig": "", "pod_cidrs_file": nodecidr.DEFAULT_PATH, "log_level": "info",
+            "log_format": logs.DEFAULT_FORMAT}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -47,12 +47,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--node-name", help="read spec.podCIDRs from this Kubernetes Node")
     parser.add_argument("--kubeconfig", help="for --node-name outside a cluster")
     parser.add_argument("--pod-cidrs-file", help=f"where podwire-ipam finds them (default {nodecidr.DEFAULT_PATH})")
-    parser.add_argument("--log-level", help="debug, info, warning (default info)")
+    parser.add_argument("--log-level", help="debug, info, warning, error (default info)")
+    parser.add_argument("--log-format", help=f"{', '.join(logs.FORMATS)}: logfmt or JSON lines (default text)")
     opts = parser.parse_args(argv)
     settings = {**DEFAULTS, **_load_config(opts.config)}
     for key in DEFAULTS:
         if getattr(opts, key) is None:
             setattr(opts, key, settings[key])
+    try:
+        opts.log_level = logs.check_level(opts.log_level)
+        logs.check_format(opts.log_format)
+    except ValueError as exc:
+        parser.error(str(exc))
     return opts
 
 
@@ -70,8 +76,7 @@ def _load_config(path: str) -> dict:
 
 def serve(opts: argparse.Namespace) -> int:
     # Our logger at the chosen level; libraries (pyroute2 is chatty at debug) at warning.
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(levelname)s %(message)s")
-    logging.getLogger("podwire-cnid").setLevel(opts.log_level.upper())
+    logs.setup("podwire-cnid", opts.log_level, opts.log_format, loggers=("podwire-cnid",))
     # The podwire-ipam verbs we run in process read the CIDRs from the same file we publish.
     os.environ[nodecidr.PATH_ENV] = opts.pod_cidrs_file
     # A burst is many threads, each mostly waiting on the kernel, briefly needing the GIL --

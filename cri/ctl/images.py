@@ -1,9 +1,11 @@
 """pull (with progress), images, rmi, imagefsinfo."""
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
+from typing import TextIO
 
 import grpc
 from cri_api.v1 import api_pb2 as api
@@ -58,7 +60,7 @@ def pull(c, opts) -> int:
     if opts.pod_config:
         from .configs import pod_config
         req.sandbox_config.CopyFrom(pod_config(opts.pod_config))
-    ref = _pull_with_progress(c, req, show=not opts.no_progress and sys.stderr.isatty())
+    ref = _pull_with_progress(c, req, show=not opts.no_progress and interactive())
     print(f"Image is up to date for {ref}")
     return 0
 
@@ -68,23 +70,50 @@ def ensure_image(c, image: str, pod_config) -> None:
     if st.image.id:
         return
     req = api.PullImageRequest(image=api.ImageSpec(image=image), sandbox_config=pod_config)
-    _pull_with_progress(c, req, show=sys.stderr.isatty())
+    _pull_with_progress(c, req, show=interactive())
 
 
-def _pull_with_progress(c, req, show: bool) -> str:
-    """PullImage is unary, so progress is observed from outside: the image
-    filesystem's used bytes grow as layers arrive (ImageFsInfo), shown with the
-    elapsed time on a TTY while the pull runs."""
-    done = threading.Event()
-    if show:
-        threading.Thread(target=_progress, args=(c, req.image.image, done), daemon=True).start()
+def interactive(stdout: TextIO | None = None, stderr: TextIO | None = None) -> bool:
+    """Progress only for a person at a terminal: stderr (where it is drawn) and stdout both
+    TTYs.  Piped or redirected, either way (``ref=$(podwire-ctl pull x)``, ``| tee``, a log
+    file), the output is the result line alone."""
+    return all(_isatty(s) for s in (stdout or sys.stdout, stderr or sys.stderr))
+
+
+def _isatty(stream) -> bool:
     try:
-        return c.call(c.images.PullImage, req, timeout=24 * 3600).image_ref
+        return stream.isatty()
+    except (AttributeError, ValueError):     # no such method, or closed
+        return False
+
+
+def _pull_with_progress(c, req, show: bool, out: TextIO | None = None, interval: float = 0.25) -> str:
+    """PullImage is unary: the runtime reports nothing until the image is complete, so
+    progress is observed from outside.  While the pull runs: the elapsed time and how much
+    the image filesystem grew (ImageFsInfo's used bytes: each layer counts once it is
+    downloaded and unpacked, at its unpacked size -- so it moves in steps, and another
+    pull or a removal at the same time moves it too).  At the end: the image's layers and
+    size as the runtime records them (ImageStatus: the registry's compressed size of the
+    config and layers; the layers from the image config's rootfs)."""
+    out = out or sys.stderr
+    done = threading.Event()
+    start = time.monotonic()
+    ticker = None
+    if show:
+        ticker = threading.Thread(target=_progress, args=(c, req.image.image, done, out, interval), daemon=True)
+        ticker.start()
+    try:
+        ref = c.call(c.images.PullImage, req, timeout=24 * 3600).image_ref
     finally:
         done.set()
-        if show:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+        if ticker is not None:
+            ticker.join(2)
+            out.write("\r\033[K")
+            out.flush()
+    if show:
+        out.write(_summary(c, req.image.image, ref, time.monotonic() - start) + "\n")
+        out.flush()
+    return ref
 
 
 def _used_bytes(c) -> int:
@@ -95,16 +124,43 @@ def _used_bytes(c) -> int:
         return 0
 
 
-def _progress(c, image: str, done: threading.Event) -> None:
+def _progress(c, image: str, done: threading.Event, out: TextIO, interval: float) -> None:
     start, base = time.monotonic(), _used_bytes(c)
     spin = "|/-\\"
     i = 0
-    while not done.wait(0.25):
+    while not done.wait(interval):
         got = max(0, _used_bytes(c) - base)
-        sys.stderr.write(f"\r{spin[i % 4]} pulling {image}: {output.size(got)} "
-                         f"({time.monotonic() - start:.1f}s)\033[K")
-        sys.stderr.flush()
+        if done.is_set():
+            return      # the pull finished while we asked: do not draw over the cleared line
+        out.write(f"\r{spin[i % 4]} pulling {image}: {output.size(got)} stored "
+                  f"({time.monotonic() - start:.1f}s)\033[K")
+        out.flush()
         i += 1
+
+
+def _summary(c, image: str, ref: str, seconds: float) -> str:
+    """The closing line, e.g. ``pulled busybox: 1 layer, 2.2MB in 0.8s``, from ImageStatus
+    (verbose, for the layers)."""
+    try:
+        st = c.call(c.images.ImageStatus, api.ImageStatusRequest(image=api.ImageSpec(image=ref), verbose=True),
+                    timeout=10)
+    except grpc.RpcError:
+        return f"pulled {image} in {seconds:.1f}s"
+    layers = _layer_count(st.info.get("info", ""))
+    what = [] if layers is None else [f"{layers} layer{'' if layers == 1 else 's'}"]
+    if st.image.size:
+        what.append(output.size(st.image.size))
+    return f"pulled {image}: {', '.join(what) or ref} in {seconds:.1f}s"
+
+
+def _layer_count(info: str) -> int | None:
+    """The image config's ``rootfs.diff_ids`` in a verbose ImageStatus's info (podwire's
+    and containerd's both carry the config as ``imageSpec``); None if absent."""
+    try:
+        diff_ids = json.loads(info)["imageSpec"]["rootfs"]["diff_ids"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return len(diff_ids) if isinstance(diff_ids, list) else None
 
 
 def _split_tag(tag: str) -> tuple[str, str]:

@@ -8,6 +8,7 @@ concurrent RemoveImage cannot collect it before the pull records its image.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -59,7 +60,10 @@ class Puller:
                 blobs=tuple(manifests) + (doc.config.digest,), os=config.os,
                 architecture=config.architecture, created=config.created)
             image = self._store.add(image, str(ref) if ref.tag else None, f"{ref.name}@{top}")
-        log.info("pulled %s (%s) in %.1fs", ref, image.id, time.monotonic() - start)
+        seconds = time.monotonic() - start
+        log.info("pulled %s (%s) in %.1fs", ref, image.id, seconds,
+                 extra={"image_id": image.id, "bytes": image.size, "layers": len(image.diff_ids),
+                        "seconds": round(seconds, 3)})
         return image
 
     def _manifest(self, repo: Repository, lease: Lease) -> tuple[str, dict, Manifest]:
@@ -93,7 +97,9 @@ class Puller:
             lease.add(diff_id)
         wanted = [(d, i) for d, i in zip(descs, diff_ids, strict=True) if not self._store.has_layer(i)]
         with ThreadPoolExecutor(self._workers, thread_name_prefix="image-pull") as pool:
-            futures = [pool.submit(self._layer, repo, d, i, progress) for d, i in wanted]
+            # Each download runs in the pull's context: its log lines carry the RPC's fields.
+            futures = [pool.submit(contextvars.copy_context().run, self._layer, repo, d, i, progress)
+                       for d, i in wanted]
             try:
                 for f in futures:
                     f.result()
@@ -116,4 +122,5 @@ class Puller:
             with self._store.content.unpacking(diff_id) as tmp:
                 stats = layer.unpack(blob, diff_id, tmp)
         self._store.add_layer(diff_id, Layer(stats.size, stats.inodes))
-        log.debug("layer %s unpacked: %d bytes, %d inodes", diff_id, stats.size, stats.inodes)
+        log.debug("layer %s unpacked: %d bytes, %d inodes", diff_id, stats.size, stats.inodes,
+                  extra={"layer": diff_id})

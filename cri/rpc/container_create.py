@@ -70,7 +70,8 @@ def _create(svc: Services, pod_id: str, config: api.ContainerConfig) -> Containe
             raise errors.precondition(f"pod sandbox {pod_id} is not ready")
         rec = _build(svc, pod, config)
     events.publish(svc, rec.id, pod.id, events.CREATED)
-    log.info("container %s (%s) created in pod %s", rec.id[:12], rec.name, pod.id[:12])
+    log.info("container %s (%s) created in pod %s", rec.id[:12], rec.name, pod.id[:12],
+             extra={"container_id": rec.id, "pod_id": pod.id})
     return rec
 
 

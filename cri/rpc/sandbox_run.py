@@ -125,7 +125,8 @@ def _run(svc: Services, config: api.PodSandboxConfig, handler: str) -> PodRecord
         undo.pop_all()
     events.publish(svc, pod_id, pod_id, events.CREATED)
     events.publish(svc, pod_id, pod_id, events.STARTED)
-    log.info("pod %s (%s) ready, ips %s", pod_id[:12], name, ", ".join(rec.ips) or "-")
+    log.info("pod %s (%s) ready, ips %s", pod_id[:12], name, ", ".join(rec.ips) or "-",
+             extra={"pod_id": pod_id})
     return rec
 
 

@@ -14,6 +14,7 @@ import time
 
 import grpc
 
+from cni import logs
 from proto import boundary
 
 from ..errors import CriError
@@ -37,8 +38,20 @@ _EXPECTED = {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ALREADY_EXISTS,
 
 def rpc(name: str, fn):
     """Wrap one servicer method (unary or server-streaming)."""
-    return boundary.guarded(fn if inspect.isgeneratorfunction(fn) else _timed(name, fn),
-                            lambda context, exc: _abort(context, name, exc))
+    def on_error(context, exc):
+        _abort(context, name, exc)
+    if inspect.isgeneratorfunction(fn):
+        return boundary.guarded(fn, on_error)
+    return _bound(name, boundary.guarded(_timed(name, fn), on_error))
+
+
+def _bound(name: str, fn):
+    """Every line the RPC logs, its error included, carries its method and what it names."""
+    @functools.wraps(fn)
+    def unary(self, request, context):
+        with logs.fields(method=name, **request_fields(request)):
+            return fn(self, request, context)
+    return unary
 
 
 def _timed(name: str, fn):
@@ -48,8 +61,27 @@ def _timed(name: str, fn):
         try:
             return fn(self, request, context)
         finally:
-            log.debug("%s took %.1f ms", name, (time.monotonic() - start) * 1000)
+            ms = (time.monotonic() - start) * 1000
+            log.debug("%s took %.1f ms", name, ms, extra={"ms": round(ms, 1)})
     return unary
+
+
+def request_fields(request) -> dict:
+    """What a request names, as log fields: the pod, the container, the image.  Never its
+    auth (PullImageRequest.auth): the credentials stay out of every log line."""
+    out = {"pod_id": _text(request, "pod_sandbox_id"), "container_id": _text(request, "container_id"),
+           "image": _text(request, "image", "image")}
+    name, namespace = _text(request, "config", "metadata", "name"), _text(request, "config", "metadata", "namespace")
+    if name:    # RunPodSandbox (namespace/name) or CreateContainer (name)
+        out["pod" if namespace else "container"] = f"{namespace}/{name}" if namespace else name
+    return {k: v for k, v in out.items() if v}
+
+
+def _text(obj, *path: str) -> str:
+    """``obj.a.b`` if it is a string, else ""."""
+    for attr in path:
+        obj = getattr(obj, attr, None)
+    return obj if isinstance(obj, str) else ""
 
 
 def servicer(base: type):

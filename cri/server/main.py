@@ -12,6 +12,8 @@ import signal
 import sys
 import threading
 
+from cni import logs
+
 from .. import config as config_mod
 from .heap import start_trimmer
 from .server import create_server, secure_socket
@@ -46,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except config_mod.ConfigError as err:
         print(f"podwire-cri: {err}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=(opts.log_level or cfg.log_level).upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup("podwire-cri", opts.log_level or cfg.log_level, opts.log_format or cfg.log_format)
     server, svc = create_server(cfg)
     server.start()
     start_trimmer()
@@ -68,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help=f"TOML config (default {config_mod.DEFAULT_PATH}, optional)")
     p.add_argument("--listen", help="unix socket path or unix:// URL (overrides the config)")
     p.add_argument("--state-dir", help="state directory (overrides the config)")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", choices=logs.LEVELS, help="overrides the config's log_level")
+    p.add_argument("--log-format", choices=logs.FORMATS, help="overrides the config's log_format")
     p.add_argument("--print-config", action="store_true", help="print the effective config as TOML")
     return p
 

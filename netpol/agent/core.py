@@ -53,7 +53,7 @@ class Agent:
         re-attach the current programs everywhere, then start reading drops."""
         with self._lock:
             for key in self._resolve_interfaces():
-                log.info("endpoint %s: host interface is gone, removing it", key)
+                log.info("endpoint %s: host interface is gone, removing it", key, extra={"endpoint": str(key)})
                 del self.state.endpoints[key]
             self._reconcile(reattach=True)
             self.store.save(self.state)

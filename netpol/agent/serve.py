@@ -11,6 +11,8 @@ import signal
 import socket
 import threading
 
+from cni import logs
+
 from .cnihook import CniHookServer
 from .core import Agent
 from .server import create_server, remove_stale_socket
@@ -24,8 +26,8 @@ GC_INTERVAL = 10.0
 def serve(opts) -> int:
     from ..datapath.kernel import KernelDatapath
 
-    logging.basicConfig(level=logging.DEBUG if opts.verbose else logging.INFO,
-                        format="%(asctime)s netpol %(levelname)s %(message)s")
+    logs.setup("podwire-netpol", "debug" if opts.verbose else getattr(opts, "log_level", "info"),
+               getattr(opts, "log_format", logs.DEFAULT_FORMAT))
     agent = Agent(KernelDatapath(opts.pin_dir), Store(opts.state_dir))
     agent.start()
     remove_stale_socket(opts.socket)
@@ -41,7 +43,7 @@ def serve(opts) -> int:
     try:
         while not stop.wait(GC_INTERVAL):
             for key in agent.gc():
-                log.info("endpoint %s: host interface gone, removed", key)
+                log.info("endpoint %s: host interface gone, removed", key, extra={"endpoint": str(key)})
     finally:
         for source in sources:
             source.stop()

@@ -70,7 +70,8 @@ class DirectorySource:
         self.errors.pop(path, None)
         for r in results:
             if r.action != "unchanged":
-                log.info("%s: networkpolicy %s/%s %s", path, r.namespace, r.name, r.action)
+                log.info("%s: networkpolicy %s/%s %s", path, r.namespace, r.name, r.action,
+                         extra={"policy": f"{r.namespace}/{r.name}", "file": path})
 
     def _files(self) -> dict[str, tuple[int, int]]:
         out: dict[str, tuple[int, int]] = {}
