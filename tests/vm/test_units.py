@@ -140,3 +140,13 @@ def test_stopping_the_units_leaves_containers_alone_and_nothing_in_their_cgroups
             sh("systemctl", "start", unit, timeout=900)
         wait_for_the_shim()
     assert state_of(ctr_id) == "CONTAINER_RUNNING"
+
+
+def test_podwire_doctor_finds_nothing_blocking_on_the_installed_node(running):
+    """The installed node (units up, conflist and plugins in place, systemd and cgroup v2) is
+    what podwire-doctor calls healthy: exit 0, no blocker, every check answered as root."""
+    proc = sh("/usr/local/bin/podwire-doctor", "-o", "json", check=False)
+    report = json.loads(proc.stdout)
+    problems = [f for f in report["findings"] if f["status"] in ("blocker", "unchecked")]
+    assert proc.returncode == 0 and report["counts"]["blocker"] == 0, problems
+    assert problems == [], problems
