@@ -80,8 +80,9 @@ _HEADER = re.compile(r'(?i)\b((?:proxy-)?authorization|x-registry-auth)(["\']?\s
 _SCHEME = re.compile(r'(?i)\b(bearer|basic)\s+(?!(?:realm|service|scope|error)=|'
                      r'(?:auth|authentication|token|tokens|challenge|credentials|scheme)\b)'
                      r'([A-Za-z0-9._~+/-]+=*)')
-# password=…, "auth": "…", registry_token: "…" (CRI AuthConfig as text), ?X-Amz-Signature=…
-_PAIR = re.compile(r'(?i)(["\']?)\b([\w-]*(?:password|passwd|secret|token|auth|credentials?|signature))'
+# password=…, "auth": "…", registry_token: "…" (CRI AuthConfig as text), ?X-Amz-Signature=…;
+# not a URL's path ("…/token: HTTP 501").
+_PAIR = re.compile(r'(?i)(["\']?)(?<![\w/.:-])([\w-]*(?:password|passwd|secret|token|auth|credentials?|signature))'
                    r'\1(\s*[:=]\s*)(?!\[REDACTED\])(' + _QUOTED + r'|[^\s"\',;&}\])]+)')
 _URL_PASSWORD = re.compile(r'(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):([^/\s@]+)@')
 _JWT = re.compile(r'\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*')

@@ -204,6 +204,7 @@ def test_redact_hides_credentials(text, secrets):
     "pulled registry.example/busybox:1.0 (sha256:0123abcd) in 1.2s",
     'Bearer realm="http://127.0.0.1:5001/token",service="registry",scope="repository:x:pull"',
     "token endpoint http://127.0.0.1:5001/token refused the credentials (401)",
+    "http://127.0.0.1:5000/v2: token endpoint http://127.0.0.1:5001/token: HTTP 501",
     "Basic auth is not offered by registry.example",
     "GET http://127.0.0.1:5000/v2/podwire-test/busybox/manifests/1.0: HTTP 401",
     "pod 0123456789ab (default/web) ready, ips 10.85.0.2",
