@@ -26,8 +26,7 @@ GC_INTERVAL = 10.0
 def serve(opts) -> int:
     from ..datapath.kernel import KernelDatapath
 
-    logs.setup("podwire-netpol", "debug" if opts.verbose else getattr(opts, "log_level", "info"),
-               getattr(opts, "log_format", logs.DEFAULT_FORMAT))
+    setup_logging(opts)
     agent = Agent(KernelDatapath(opts.pin_dir), Store(opts.state_dir))
     agent.start()
     remove_stale_socket(opts.socket)
@@ -55,6 +54,12 @@ def serve(opts) -> int:
             pass
         agent.close()
     return 0
+
+
+def setup_logging(opts, stream=None) -> None:
+    """The agent's lines on stderr in --log-format at --log-level (-v: debug)."""
+    level = "debug" if getattr(opts, "verbose", False) else getattr(opts, "log_level", "info")
+    logs.setup("podwire-netpol", level, getattr(opts, "log_format", logs.DEFAULT_FORMAT), stream=stream)
 
 
 def _start_sources(agent: Agent, opts) -> list:

@@ -82,6 +82,31 @@ def test_netpol_serve_flags():
         p.parse_args(["serve", "--log-format", "xml"])
 
 
+@pytest.mark.parametrize("argv, shown", [
+    (["serve", "--log-format", "json"], ["info", "warning"]),
+    (["serve", "--log-format", "json", "-v"], ["debug", "info", "warning"]),
+    (["serve", "--log-format", "json", "--log-level", "warning"], ["warning"]),
+])
+def test_netpol_serve_logs_as_its_flags_say(argv, shown):
+    import io
+    import logging
+
+    from netpol.agent.serve import log, setup_logging
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    out = io.StringIO()
+    try:
+        setup_logging(netpol_cli._parser().parse_args(argv), stream=out)
+        for lvl in ("debug", "info", "warning"):
+            getattr(log, lvl)("a %s line", lvl, extra={"endpoint": "ns/pod"})
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["level"] for r in records] == shown
+    assert all(r["component"] == "podwire-netpol" and r["endpoint"] == "ns/pod" for r in records)
+
+
 @pytest.mark.parametrize("fmt", ["json", "text"])
 def test_cnid_logs_in_the_chosen_format_with_request_fields(tmp_path, fmt):
     """A real daemon at debug: its start line and a request's line, with the request's fields."""
