@@ -15,7 +15,7 @@ import sys
 import threading
 import tomllib
 
-from .. import logs, netlink
+from .. import logs, netlink, sdnotify
 from ..context import Context
 from ..ipam import nodecidr
 from ..ipam.cached import StoreCache
@@ -100,9 +100,9 @@ def serve(opts: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     server.start()
     cidrs.start()
-    _notify_systemd(b"READY=1")
+    sdnotify.notify("READY=1")
     stop.wait()
-    _notify_systemd(b"STOPPING=1")
+    sdnotify.notify("STOPPING=1")
     server.stop()
     cidrs.stop()
     broker.close()
@@ -118,15 +118,6 @@ def _import_verbs() -> None:
     """Load every verb module now, so the first request pays no imports."""
     from ..plugin import add, check, delete, gc, status  # noqa: F401
 
-
-def _notify_systemd(message: bytes) -> None:
-    """sd_notify(3) for Type=notify; nothing when not started by systemd."""
-    target = os.environ.get("NOTIFY_SOCKET", "")
-    if not target:
-        return
-    address = "\0" + target[1:] if target.startswith("@") else target
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        sock.sendto(message, address)
 
 
 def status(opts: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 
-from cni import logs
+from cni import logs, sdnotify
 
 from .. import config as config_mod
 from .heap import start_trimmer
@@ -58,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
+    # Type=notify: `systemctl start podwire-cri` returns once the socket answers, so a kubelet
+    # ordered after this unit never finds it missing.
+    sdnotify.notify("READY=1")
     done.wait()
+    sdnotify.notify("STOPPING=1")
     server.stop(GRACE).wait()
     svc.close()
     return 0

@@ -8,10 +8,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
 
-from cni import logs
+from cni import logs, sdnotify
 
 from .cnihook import CniHookServer
 from .core import Agent
@@ -38,7 +37,7 @@ def serve(opts) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     log.info("serving on %s (CNI hook %s), maps in %s", opts.socket, opts.cni_socket, opts.pin_dir)
-    _sd_notify("READY=1")
+    sdnotify.notify("READY=1")
     try:
         while not stop.wait(GC_INTERVAL):
             for key in agent.gc():
@@ -72,13 +71,3 @@ def _start_sources(agent: Agent, opts) -> list:
         sources.append(KubeSource.from_config(agent, kubeconfig=opts.kubeconfig, node_name=opts.node_name).start())
     return sources
 
-
-def _sd_notify(message: str) -> None:
-    """systemd Type=notify readiness, without a dependency."""
-    path = os.environ.get("NOTIFY_SOCKET")
-    if not path:
-        return
-    if path.startswith("@"):
-        path = "\0" + path[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.sendto(message.encode(), path)
