@@ -8,7 +8,7 @@ CNI_BIN_DIR ?= /opt/cni/bin
 CNI_CONF_DIR ?= /etc/cni/net.d
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-unit lint vm-test install uninstall bench clean
+.PHONY: setup run demo test test-unit lint vm-test install uninstall bench clean
 
 setup:
 	@VENV=$(VENV) packaging/setup.sh
@@ -18,6 +18,12 @@ setup:
 run: setup install
 	$(PY) packaging/run_stack.py --prefix $(DESTDIR)$(PREFIX) \
 		--after "$(PY) -m cni.demo --conf-dir $(DESTDIR)$(CNI_CONF_DIR) --bin-dir $(DESTDIR)$(CNI_BIN_DIR)"
+
+# The stack, then NetworkPolicy at work on two throwaway pods (packaging/demo.py); stops the
+# stack it started at the end.  Exit status: the demo's.
+demo: setup install
+	$(PY) packaging/run_stack.py --prefix $(DESTDIR)$(PREFIX) --exit \
+		--after "$(PY) packaging/demo.py --conf-dir $(DESTDIR)$(CNI_CONF_DIR) --bin-dir $(DESTDIR)$(CNI_BIN_DIR) --netpol $(DESTDIR)$(PREFIX)/bin/podwire-netpol"
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

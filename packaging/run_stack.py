@@ -49,6 +49,19 @@ def stack(prefix: str) -> list[Daemon]:
     ]
 
 
+# Where each daemon serves its metrics by default (docs/{cni,netpol,cri}.md).
+METRICS = {"podwire-netpol": "127.0.0.1:9742", "podwire-cnid": "127.0.0.1:9741", "podwire-cri": "127.0.0.1:9743"}
+
+
+def print_summary(daemons: list[Daemon], prefix: str) -> None:
+    """What a new user wants once the stack is up: where it listens and what to type."""
+    for d in daemons:
+        print(f"run: {d.name}: socket {d.socket}, metrics http://{METRICS[d.name]}/metrics", flush=True)
+    ctl = f"{prefix}/bin/podwire-ctl"
+    for command in ("info", "pods", "images"):
+        print(f"run: try: {ctl} {command}", flush=True)
+
+
 def start(daemon: Daemon, timeout: float) -> subprocess.Popen | None:
     if daemon.answers():
         print(f"run: {daemon.name} already serves {daemon.socket}; using it", flush=True)
@@ -84,6 +97,8 @@ def main() -> int:
     parser.add_argument("--after", action="append", default=[], help="command to run once the stack is up")
     parser.add_argument("--start-timeout", type=float, default=30.0)
     parser.add_argument("--stop-timeout", type=float, default=30.0)
+    parser.add_argument("--exit", action="store_true",
+                        help="stop the stack once the --after commands ran; exit 1 if one failed (make demo)")
     opts = parser.parse_args()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stops like Ctrl-C
     running: list[tuple[Daemon, subprocess.Popen]] = []
@@ -95,9 +110,14 @@ def main() -> int:
             proc = start(daemon, opts.start_timeout)
             if proc is not None:
                 running.append((daemon, proc))
+        failed = False
         for command in opts.after:
             code = subprocess.run(shlex.split(command)).returncode
             print(f"run: `{command}` exited with {code}", flush=True)
+            failed |= code != 0
+        if opts.exit:
+            return 1 if failed else 0
+        print_summary([d for d in stack(opts.prefix) if d.answers()], opts.prefix)
         print("run: the node stack is up; Ctrl-C stops it", flush=True)
         while all(proc.poll() is None for _, proc in running):
             time.sleep(0.5)
