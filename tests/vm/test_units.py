@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -150,3 +151,19 @@ def test_podwire_doctor_finds_nothing_blocking_on_the_installed_node(running):
     problems = [f for f in report["findings"] if f["status"] in ("blocker", "unchecked")]
     assert proc.returncode == 0 and report["counts"]["blocker"] == 0, problems
     assert problems == [], problems
+
+
+def test_make_demo_shows_policy_at_work(running):
+    """What `make demo` runs after `make install` (the units already serve, so run_stack.py
+    uses them): every step's line, exit 0, and no pod namespace left."""
+    cmd = [sys.executable, "packaging/run_stack.py", "--prefix", "/usr/local", "--exit", "--after",
+           f"{sys.executable} packaging/demo.py --netpol /usr/local/bin/podwire-netpol"]
+    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True,
+                          timeout=600)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    for line in ("ping answered (no policy yet)", "no reply: denied", "podwire-netpol drops: podwire-demo/client",
+                 "metrics: podwire_netpol_drops_total went from", "ping answered again", "cleaned up"):
+        assert line in out, out
+    left = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []
+    assert not [n for n in left if n.startswith("podwire-demo-")], left
