@@ -299,8 +299,8 @@ def test_ctl_drives_the_shim(shim, tmp_path, test_images):
     assert json.loads(ctl("inspect", cid))["status"]["state"] == "CONTAINER_RUNNING"
     assert "CONTAINER" in ctl("stats", "-s", "0")
     assert "usedBytes" in ctl("imagefsinfo")
-    follow = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "podwire-ctl"),
-                               "-r", shim.cfg.socket_path, "logs", "-f", cid], stdout=subprocess.PIPE, text=True)
+    follow = subprocess.Popen([*command, "-r", shim.cfg.socket_path, "logs", "-f", cid],
+                              stdout=subprocess.PIPE, text=True)
     time.sleep(0.5)
     ctl("stop", "-t", "0", cid)
     assert follow.wait(10) == 0 and follow.stdout.read() == "from-ctl\n"   # -f ends with the container
