@@ -60,6 +60,10 @@ class Config:
     stream_address: str = "127.0.0.1"
     stream_port: int = 0
     stream_idle_timeout: float = 4 * 3600.0
+    # Prometheus metrics (cri/server/metrics.py) over HTTP on HOST:PORT; "" = off.  On by default
+    # on loopback: nothing leaves the node, nothing is computed until scraped, and the series
+    # name no pod, image or credential (counts and latencies only).
+    metrics_address: str = "127.0.0.1:9743"
     # Written into the pod's /etc/hosts-less world: DNS defaults when dns_config is empty.
     default_resolv_conf: str = "/etc/resolv.conf"
     # The shim's log lines on stderr: level (debug, info, warning, error) and format, "text"
@@ -163,6 +167,7 @@ def from_dict(data: dict, source: str = "<dict>") -> Config:
     if cfg.stream_idle_timeout <= 0:
         raise ConfigError(f"{source}: stream_idle_timeout must be positive")
     _check_signal(cfg.default_stop_signal, source)
+    check_metrics_address(cfg.metrics_address, source)
     try:
         logs.check_level(cfg.log_level)
         logs.check_format(cfg.log_format)
@@ -176,6 +181,16 @@ def from_dict(data: dict, source: str = "<dict>") -> Config:
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     return cfg
+
+
+def check_metrics_address(address: str, source: str) -> None:
+    if not address:
+        return
+    from .server.metrics import parse_address
+    try:
+        parse_address(address)
+    except ValueError as e:
+        raise ConfigError(f"{source}: metrics_address {e} (\"\" turns metrics off)") from None
 
 
 def _check_signal(name: str, source: str) -> None:

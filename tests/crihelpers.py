@@ -96,7 +96,8 @@ def shim_config(tmp_path, conf_dir: str, bin_dir: str, **over):
                  cni_cache_dir=d.path("cni-cache"), runc_root=d.path("runc"),
                  cgroup_driver=driver, cgroup_parent=parent, restrict_oom_score_adj=True,
                  registry_config_dir=d.path("certs.d"),
-                 netpol_socket="")  # never a node's own agent; tests/e2e/test_cri_netpol.py sets one
+                 netpol_socket="",  # never a node's own agent; tests/e2e/test_cri_netpol.py sets one
+                 metrics_address="")  # not the node's 127.0.0.1:9743; test_cri_metrics.py sets one
     return dataclasses.replace(cfg, **over)
 
 

@@ -2,7 +2,8 @@
 
 ``image_ref`` in the response is the image ID (``sha256:<config digest>``), as containerd
 returns it; the kubelet stores it as the container's image ref.  Credentials come from
-``req.auth`` (username/password, ``auth``, identity or registry token).
+``req.auth`` (username/password, ``auth``, identity or registry token).  Every pull is counted
+in the shim's metrics: its result, its duration and the layer bytes it received.
 """
 from __future__ import annotations
 
@@ -16,5 +17,6 @@ if TYPE_CHECKING:
 
 def pull_image(svc: Services, req: api.PullImageRequest) -> api.PullImageResponse:
     auth = req.auth if req.HasField("auth") else None
-    image = svc.images.pull(req.image.image, auth=auth)
+    with svc.metrics.pull() as progress:
+        image = svc.images.pull(req.image.image, auth=auth, progress=progress)
     return api.PullImageResponse(image_ref=image.id)

@@ -5,6 +5,7 @@ so they feed eviction and the summary API.  CPU and memory come from the contain
 cgroup (the runtime reads it, no runc call); a pod's figures are the sum of its
 containers'; the writable layer is the size of the overlay upper dir; network counters
 are read from the pod's netns by a short-lived `ip -n <ns> -s -j link` child.
+ListPodSandboxMetrics (sandbox_metrics.py) reads through the same functions.
 """
 from __future__ import annotations
 
@@ -30,14 +31,14 @@ log = logging.getLogger(__name__)
 
 def container_stats(svc: Services, req: api.ContainerStatsRequest) -> api.ContainerStatsResponse:
     ctr = svc.containers.resolve(req.container_id)
-    return api.ContainerStatsResponse(stats=_container(svc, ctr))
+    return api.ContainerStatsResponse(stats=of_container(svc, ctr))
 
 
 def list_container_stats(svc: Services, req: api.ListContainerStatsRequest) -> api.ListContainerStatsResponse:
     f = req.filter if req.HasField("filter") else None
     ctrs = filters.containers(svc.containers.list(), svc.containers, svc.pods, f)
     # Like containerd: stats of containers that run (exited ones have no cgroup left).
-    return api.ListContainerStatsResponse(stats=[_container(svc, c) for c in ctrs if c.state == RUNNING])
+    return api.ListContainerStatsResponse(stats=[of_container(svc, c) for c in ctrs if c.state == RUNNING])
 
 
 def pod_sandbox_stats(svc: Services, req: api.PodSandboxStatsRequest) -> api.PodSandboxStatsResponse:
@@ -51,7 +52,8 @@ def list_pod_sandbox_stats(svc: Services, req: api.ListPodSandboxStatsRequest) -
     return api.ListPodSandboxStatsResponse(stats=[_pod(svc, p) for p in pods])
 
 
-def _container(svc: Services, ctr: ContainerRecord) -> api.ContainerStats:
+def of_container(svc: Services, ctr: ContainerRecord) -> api.ContainerStats:
+    """The CRI stats of one container (cpu and memory only while it runs)."""
     st = api.ContainerStats(attributes=api.ContainerAttributes(
         id=ctr.id, metadata=ctr.config.metadata, labels=ctr.config.labels,
         annotations=ctr.config.annotations))
@@ -116,7 +118,7 @@ def _pod(svc: Services, pod: PodRecord) -> api.PodSandboxStats:
     st = api.PodSandboxStats(attributes=api.PodSandboxAttributes(
         id=pod.id, metadata=pod.config.metadata, labels=pod.config.labels,
         annotations=pod.config.annotations))
-    ctrs = [_container(svc, c) for c in svc.pod_containers(pod.id) if c.state == RUNNING]
+    ctrs = [of_container(svc, c) for c in svc.pod_containers(pod.id) if c.state == RUNNING]
     linux = st.linux
     linux.containers.extend(ctrs)
     ts = now_ns()
@@ -129,7 +131,7 @@ def _pod(svc: Services, pod: PodRecord) -> api.PodSandboxStats:
         linux.memory.page_faults.value += c.memory.page_faults.value
         linux.memory.major_page_faults.value += c.memory.major_page_faults.value
     linux.process.timestamp = ts
-    linux.process.process_count.value = sum(_process_count(svc, c.attributes.id) for c in ctrs)
+    linux.process.process_count.value = sum(process_count(svc, c.attributes.id) for c in ctrs)
     if ctrs:
         _pod_psi(svc, pod, linux, ts)
     if pod.netns_name and pod.state == POD_READY:
@@ -151,7 +153,7 @@ def _pod_psi(svc: Services, pod: PodRecord, linux: api.LinuxPodSandboxStats, ts:
         fill_psi(linux.cpu, linux.memory, linux.io, oci_stats.read_pressure(d), ts)
 
 
-def _process_count(svc: Services, ctr_id: str) -> int:
+def process_count(svc: Services, ctr_id: str) -> int:
     try:
         path = svc.runtime.spec(ctr_id)["linux"]["cgroupsPath"]
     except (errors.CriError, KeyError):
@@ -166,18 +168,26 @@ def _process_count(svc: Services, ctr_id: str) -> int:
         return 0
 
 
-def _network(net: api.NetworkUsage, netns: str, ts: int) -> None:
+def read_links(netns: str) -> list[dict] | None:
+    """The links of the named netns but lo, as `ip -j -s link` reports them (``ifname``,
+    ``stats64`` with ``rx``/``tx`` bytes, packets, errors, dropped); None if they could not be
+    read.  A child enters the netns: the shim's threads never setns()."""
     try:
         out = subprocess.run(["ip", "-n", netns, "-s", "-j", "link", "show"], capture_output=True,
                              text=True, timeout=5)
         links = json.loads(out.stdout or "[]")
-    except (subprocess.TimeoutExpired, ValueError) as exc:
+    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
         log.warning("network stats of %s: %s", netns, exc)
+        return None
+    return [link for link in links if link.get("ifname") != "lo"]
+
+
+def _network(net: api.NetworkUsage, netns: str, ts: int) -> None:
+    links = read_links(netns)
+    if links is None:
         return
     net.timestamp = ts
     for link in links:
-        if link.get("ifname") == "lo":
-            continue
         s = link.get("stats64") or {}
         iface = api.NetworkInterfaceUsage(name=link.get("ifname", ""))
         iface.rx_bytes.value = s.get("rx", {}).get("bytes", 0)

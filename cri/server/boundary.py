@@ -22,6 +22,11 @@ from ..errors import CriError
 log = logging.getLogger("podwire.cri")
 
 
+def status_code(exc: BaseException) -> grpc.StatusCode:
+    """The code an exception leaving a handler is answered with."""
+    return exc.code if isinstance(exc, CriError) else grpc.StatusCode.INTERNAL
+
+
 def _abort(context: grpc.ServicerContext, name: str, exc: BaseException):
     if isinstance(exc, CriError):
         level = logging.INFO if exc.code in _EXPECTED else logging.WARNING
@@ -42,7 +47,7 @@ def rpc(name: str, fn):
         _abort(context, name, exc)
     if inspect.isgeneratorfunction(fn):
         return boundary.guarded(fn, on_error)
-    return _bound(name, boundary.guarded(_timed(name, fn), on_error))
+    return _bound(name, boundary.guarded(_observed(name, fn), on_error))
 
 
 def _bound(name: str, fn):
@@ -54,15 +59,24 @@ def _bound(name: str, fn):
     return unary
 
 
-def _timed(name: str, fn):
+def _observed(name: str, fn):
+    """Each unary call's duration and the code it is answered with: a debug line, and the
+    latency histogram of the servicer's shim (``self.svc.metrics``, cri/server/metrics.py).
+    Server-streaming RPCs (GetContainerEvents) last as long as the client listens and are
+    not observed."""
     @functools.wraps(fn)
     def unary(self, request, context):
         start = time.monotonic()
+        code = grpc.StatusCode.OK
         try:
             return fn(self, request, context)
+        except Exception as exc:
+            code = status_code(exc)
+            raise
         finally:
-            ms = (time.monotonic() - start) * 1000
-            log.debug("%s took %.1f ms", name, ms, extra={"ms": round(ms, 1)})
+            seconds = time.monotonic() - start
+            log.debug("%s took %.1f ms", name, seconds * 1000, extra={"ms": round(seconds * 1000, 1)})
+            self.svc.metrics.observe_rpc(name, code.name, seconds)
     return unary
 
 

@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
             cfg.listen = opts.listen
         if opts.state_dir:
             cfg.state_dir = opts.state_dir
+        if opts.metrics_address is not None:
+            config_mod.check_metrics_address(opts.metrics_address, "--metrics-address")
+            cfg.metrics_address = opts.metrics_address
         if opts.print_config:
             # Effective: the cgroup driver as detected here and its default parent filled in.
             sys.stdout.write(config_mod.to_toml(cfg.resolved()))
@@ -49,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"podwire-cri: {err}", file=sys.stderr)
         return 2
     logs.setup("podwire-cri", opts.log_level or cfg.log_level, opts.log_format or cfg.log_format)
-    server, svc = create_server(cfg)
+    try:
+        server, svc = create_server(cfg)
+    except RuntimeError as err:      # the socket or the metrics address in use
+        logging.getLogger("podwire.cri").error("%s", err)
+        return 1
     server.start()
     start_trimmer()
     secure_socket(cfg.socket_path, cfg.socket_mode, cfg.socket_group)
@@ -73,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help=f"TOML config (default {config_mod.DEFAULT_PATH}, optional)")
     p.add_argument("--listen", help="unix socket path or unix:// URL (overrides the config)")
     p.add_argument("--state-dir", help="state directory (overrides the config)")
+    p.add_argument("--metrics-address", metavar="HOST:PORT",
+                   help='Prometheus metrics endpoint (overrides the config; "" turns it off)')
     p.add_argument("--log-level", choices=logs.LEVELS, help="overrides the config's log_level")
     p.add_argument("--log-format", choices=logs.FORMATS, help="overrides the config's log_format")
     p.add_argument("--print-config", action="store_true", help="print the effective config as TOML")

@@ -9,8 +9,8 @@ from cri_api.v1 import api_pb2_grpc
 from ..errors import CriError
 from ..rpc import (attach, container_create, container_list, container_log, container_remove,
                    container_start, container_status, container_stop, container_update, events, exec,
-                   exec_sync, port_forward, runtime_info, sandbox_remove, sandbox_run, sandbox_status,
-                   sandbox_stop, sandbox_update, stats)
+                   exec_sync, metric_descriptors, port_forward, runtime_info, sandbox_metrics,
+                   sandbox_remove, sandbox_run, sandbox_status, sandbox_stop, sandbox_update, stats)
 from . import boundary
 
 if TYPE_CHECKING:
@@ -109,11 +109,12 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def ListPodSandboxStats(self, req, ctx):
         return stats.list_pod_sandbox_stats(self.svc, req)
 
+    # cAdvisor-style metrics for a kubelet with PodAndContainerStatsFromCRI
     def ListMetricDescriptors(self, req, ctx):
-        raise _unimplemented("ListMetricDescriptors (PodAndContainerStatsFromCRI metrics)")
+        return metric_descriptors.list_metric_descriptors(self.svc, req)
 
     def ListPodSandboxMetrics(self, req, ctx):
-        raise _unimplemented("ListPodSandboxMetrics (PodAndContainerStatsFromCRI metrics)")
+        return sandbox_metrics.list_pod_sandbox_metrics(self.svc, req)
 
     def GetContainerEvents(self, req, ctx):
         yield from events.get_container_events(self.svc, req, ctx)

@@ -23,6 +23,7 @@ from ..rpc import container_sync
 from ..streaming.server import StreamingServer
 from . import recovery
 from .image_service import ImageService
+from .metrics import MetricsServer
 from .runtime_service import RuntimeService
 from .services import Services
 
@@ -53,18 +54,38 @@ def create_server(cfg: Config, *, images: Optional[ImageEngine] = None,
     svc = Services.create(cfg, images=images, runtime=runtime, watcher=watcher)
     recovery.recover(svc)
     svc.watcher.start()
-    server = grpc.server(concurrent.futures.ThreadPoolExecutor(MAX_WORKERS, thread_name_prefix="cri"),
-                         options=[("grpc.max_receive_message_length", MAX_MESSAGE),
-                                  ("grpc.max_send_message_length", MAX_MESSAGE)])
-    api_pb2_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(svc), server)
-    api_pb2_grpc.add_ImageServiceServicer_to_server(ImageService(svc), server)
-    _prepare_socket(path)
-    server.add_insecure_port(f"unix:{path}")
-    # Listening from here on, like the gRPC socket: Exec's URLs must name a bound port.
-    # Stopped by svc.close(), which every user of create_server calls after server.stop().
-    svc.streaming = StreamingServer.from_config(cfg)
-    svc.streaming.start()
+    if cfg.metrics_address:
+        _start_metrics(svc)     # before the socket: a failure leaves nothing bound
+    try:
+        server = grpc.server(concurrent.futures.ThreadPoolExecutor(MAX_WORKERS, thread_name_prefix="cri"),
+                             options=[("grpc.max_receive_message_length", MAX_MESSAGE),
+                                      ("grpc.max_send_message_length", MAX_MESSAGE)])
+        api_pb2_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(svc), server)
+        api_pb2_grpc.add_ImageServiceServicer_to_server(ImageService(svc), server)
+        _prepare_socket(path)
+        server.add_insecure_port(f"unix:{path}")
+        # Listening from here on, like the gRPC socket: Exec's URLs must name a bound port.
+        # Stopped by svc.close(), which every user of create_server calls after server.stop().
+        svc.streaming = StreamingServer.from_config(cfg)
+        svc.streaming.start()
+    except BaseException:
+        svc.close()             # the watcher and the metrics endpoint
+        raise
     return server, svc
+
+
+def _start_metrics(svc: Services) -> None:
+    """The metrics endpoint on metrics_address; a port in use stops the shim at start (like its
+    socket), rather than leaving a node whose Prometheus target silently went missing."""
+    metrics = MetricsServer(svc.config.metrics_address, svc.metrics.registry)
+    try:
+        metrics.start()
+    except OSError as exc:
+        svc.close()
+        raise RuntimeError(f"metrics_address {svc.config.metrics_address}: {exc.strerror or exc}; "
+                           f"another podwire-cri? (\"\" in cri.toml turns metrics off)") from None
+    svc.metrics_server = metrics
+    log.info("metrics on %s", metrics.url)
 
 
 def secure_socket(path: str, mode: int, group: str) -> None:

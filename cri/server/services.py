@@ -15,6 +15,7 @@ from ..store.events import EventBus
 from ..store.records import ContainerRecord, PodRecord
 from ..store.registrar import Registrar
 from ..store.store import RecordStore
+from .metrics import CriMetrics, MetricsServer
 
 if TYPE_CHECKING:     # the engines are imported where they are built (server.py), not here
     from ..images.service import ImageService
@@ -56,25 +57,31 @@ class Services:
     watcher: ExitWatcher      # container exits -> records, events
     netpol: NetpolAgent
     streaming: Optional[StreamingServer] = None   # Exec/Attach/PortForward URLs, once started
+    metrics: CriMetrics = dataclasses.field(default_factory=CriMetrics)   # this shim's registry
+    metrics_server: Optional[MetricsServer] = None   # its HTTP endpoint (metrics_address), once started
 
     @classmethod
     def create(cls, cfg: Config, images: ImageService, runtime: ContainerRuntime,
                watcher: ExitWatcher) -> "Services":
         os.makedirs(cfg.state_dir, mode=0o711, exist_ok=True)
-        return cls(config=cfg,
+        svc = cls(config=cfg,
                    pods=RecordStore(cfg.pods_dir, "pod sandbox", PodRecord.from_dict),
                    containers=RecordStore(cfg.containers_dir, "container", ContainerRecord.from_dict),
                    pod_names=Registrar(), ctr_names=Registrar(), network=PodNetwork(cfg),
                    events=EventBus(), state=RuntimeState(os.path.join(cfg.state_dir, "runtime.json")),
                    images=images, runtime=runtime, watcher=watcher,
                    netpol=NetpolAgent(cfg.netpol_socket, cfg.netpol_timeout))
+        svc.metrics.watch(svc)
+        return svc
 
     def close(self) -> None:
-        """Stop background threads (the exit watcher, the streaming server and its sessions);
-        containers keep running."""
+        """Stop background threads (the exit watcher, the streaming server and its sessions,
+        the metrics endpoint); containers keep running."""
         self.watcher.close()
         if self.streaming is not None:
             self.streaming.stop()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
 
     def pod_containers(self, pod_id: str) -> list[ContainerRecord]:
         return [c for c in self.containers.list() if c.pod_id == pod_id]

@@ -23,7 +23,7 @@ import logging
 import re
 import time
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import h11
@@ -49,6 +49,9 @@ class Settings:
     tokens: TokenCache
     idle_timeout: float = 4 * 3600.0
     creation_timeout: float = 30.0      # for the request head, and for the client's streams
+    # Sessions open now by kind (exec, attach, portforward), from a valid token to the end:
+    # changed on the loop's thread only, read (copied) by the metrics scrape.
+    sessions: dict[str, int] = field(default_factory=dict)
 
 
 class HttpError(Exception):
@@ -147,12 +150,16 @@ async def _route(conn, request, reader, writer, settings: Settings, idle: "_Idle
     req, streams = entry
     headers = _headers(request)
     upgrade = [u.lower() for u in offered(headers, "upgrade")]
-    if "websocket" in upgrade:
-        await _websocket(conn, headers, query, reader, writer, req, streams, idle)
-    elif SPDY in upgrade:
-        await _spdy(conn, headers, reader, writer, req, streams, settings, idle)
-    else:
-        raise HttpError(400, "unable to upgrade: missing upgrade headers in request")
+    settings.sessions[kind] = settings.sessions.get(kind, 0) + 1
+    try:
+        if "websocket" in upgrade:
+            await _websocket(conn, headers, query, reader, writer, req, streams, idle)
+        elif SPDY in upgrade:
+            await _spdy(conn, headers, reader, writer, req, streams, settings, idle)
+        else:
+            raise HttpError(400, "unable to upgrade: missing upgrade headers in request")
+    finally:
+        settings.sessions[kind] -= 1
 
 
 async def _switch(conn: h11.Connection, writer, headers: list[tuple[str, str]]) -> bytes:

@@ -120,6 +120,11 @@ class StreamingServer:
     def url(self, kind: str, token: str) -> str:
         return f"{self.base_url}/{kind}/{token}"
 
+    def open_sessions(self) -> dict[str, int]:
+        """Sessions open now by kind (exec, attach, portforward); from any thread (a dict copy
+        is atomic under the GIL, the loop's thread is the only writer)."""
+        return dict(self.settings.sessions)
+
     def issue(self, request: Any, streams: Any = None) -> str:
         """Store request (with the client's streams, for exec/attach) under a new token; its
         URL.  Thread-safe; tokens.TooManyInFlight when too many wait."""

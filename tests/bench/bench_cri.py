@@ -112,7 +112,8 @@ class Podwire(Runtime):
                           runc_root=os.path.join(self.work, "pw-runc"), restrict_oom_score_adj=True,
                           cgroup_driver="cgroupfs", cgroup_parent=PODWIRE_CGROUP_PARENT,
                           registry_config_dir=os.path.join(self.work, "certs.d"),
-                          netpol_socket="")
+                          netpol_socket="",
+                          metrics_address="127.0.0.1:0")   # on, as by default, on a free port
         path = os.path.join(self.work, "cri.toml")
         with open(path, "w") as f:
             f.write(to_toml(self.cfg))

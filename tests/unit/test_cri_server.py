@@ -44,7 +44,8 @@ class FakeRuntime:
 def served(tmp_path):
     cfg = Config(listen=str(tmp_path / "cri.sock"), state_dir=str(tmp_path / "state"),
                  run_dir=str(tmp_path / "run"), cni_conf_dir=str(tmp_path / "net.d"), runc="true",
-                 cgroup_driver="cgroupfs")   # whatever PID 1 is (test_cri_cgroup_driver.py: systemd)
+                 cgroup_driver="cgroupfs",   # whatever PID 1 is (test_cri_cgroup_driver.py: systemd)
+                 metrics_address="")         # not the node's 127.0.0.1:9743 (test_cri_metrics.py)
     images = FakeImages()
     server, svc = create_server(cfg, images=images, runtime=FakeRuntime())
     server.start()
@@ -84,8 +85,6 @@ def test_update_runtime_config_validates_and_persists(served):
 
 @pytest.mark.parametrize("call, req", [
     ("CheckpointContainer", api.CheckpointContainerRequest()),
-    ("ListMetricDescriptors", api.ListMetricDescriptorsRequest()),
-    ("ListPodSandboxMetrics", api.ListPodSandboxMetricsRequest()),
 ])
 def test_unimplemented_rpcs_say_so(served, call, req):
     rt, _, _, _ = served
