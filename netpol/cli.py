@@ -6,6 +6,7 @@ import os
 import sys
 
 from cni import logs
+from cni.metrics import NETPOL_ADDRESS, parse_address
 
 from . import paths
 
@@ -27,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", choices=logs.LEVELS, default="info")
     s.add_argument("--log-format", choices=logs.FORMATS, default=logs.DEFAULT_FORMAT,
                    help="text: logfmt key=value lines; json: one object per line")
+    s.add_argument("--metrics-address", type=_metrics_address, default=NETPOL_ADDRESS,
+                   help=f"Prometheus /metrics on HOST:PORT, '' for none (default {NETPOL_ADDRESS})")
 
     a = sub.add_parser("apply", help="apply NetworkPolicy (and Namespace) manifests")
     a.add_argument("-f", "--filename", action="append", required=True, help="file, directory or - for stdin")
@@ -59,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
                                         "(uninstall; the agent must be stopped)")
     t.add_argument("--pin-dir", default=paths.PIN_DIR)
     return p
+
+
+def _metrics_address(text: str) -> str:
+    try:
+        parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

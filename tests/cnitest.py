@@ -134,8 +134,10 @@ class Daemon:
         self.workdir = str(workdir)
         self.socket = os.path.join(self.workdir, "cni.sock")
         self.pod_cidrs_file = os.path.join(self.workdir, "pod-cidrs.json")
+        # No metrics endpoint unless a test asks (``--metrics-address 127.0.0.1:0``): test daemons
+        # must not take the node's port 9741.
         self.args = ["--socket", self.socket, "--config", os.path.join(self.workdir, "cnid.toml"),
-                     "--pod-cidrs-file", self.pod_cidrs_file, *args]
+                     "--pod-cidrs-file", self.pod_cidrs_file, "--metrics-address", "", *args]
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20.0) -> "Daemon":

@@ -32,7 +32,7 @@ class AgentProcess:
         self.socket = os.path.join(workdir, "netpol.sock")
         self.cni_socket = os.path.join(workdir, "netpol-cni.sock")
         self.pin_dir = f"/sys/fs/bpf/pwtest-{uuid.uuid4().hex[:10]}"
-        self.extra = extra
+        self.extra = ("--metrics-address", "", *extra)  # not the node's 9742; a test can ask for one
         self.proc: Optional[subprocess.Popen] = None
         self.client: Optional[Client] = None
 

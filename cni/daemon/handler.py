@@ -55,13 +55,20 @@ class Client(Protocol):
     def decline(self) -> None: ...
 
 
+class Observer(Protocol):
+    """Told of every answered request (metrics.CnidMetrics)."""
+
+    def observe(self, req: Request, answer: Answer, seconds: float) -> None: ...
+
+
 class Handler:
     def __init__(self, health: Health, plugins: dict[str, skel.Verbs], context: Context,
-                 default_timeout: float = 120.0) -> None:
+                 default_timeout: float = 120.0, observer: Optional[Observer] = None) -> None:
         """``plugins``: the verbs served, by executable name; ``context``: what they run in."""
         self.health = health
         self.context = context
         self.default_timeout = default_timeout
+        self.observer = observer
         self.locks = KeyedLocks()
         self.verbs = {name: self._reporting_health(verbs) for name, verbs in plugins.items()}
 
@@ -73,33 +80,44 @@ class Handler:
         if verbs is None:
             client.decline()
             return False
-        deadline = time.monotonic() + (req.timeout_ms / 1000 or self.default_timeout)
+        taken = time.monotonic()
+        deadline = taken + (req.timeout_ms / 1000 or self.default_timeout)
         with logs.fields(plugin=req.plugin, command=req.command, container_id=req.env.get("CNI_CONTAINERID"),
                          ifname=req.env.get("CNI_IFNAME")), \
                 self.locks.hold(req.env.get("CNI_CONTAINERID", ""), deadline - time.monotonic()) as held:
             if not held:
-                client.deliver(self.run(req, refusing(CniError(
+                self._deliver(req, taken, client, self.run(req, refusing(CniError(
                     Code.TRY_AGAIN_LATER, "another request for this container is still running",
-                    "the deadline passed while waiting for it"))), wait_ack=False)
+                    "the deadline passed while waiting for it"))))
             elif not client.gone():  # gone before we started: nothing to do or undo
-                self._serve(req, verbs, deadline, client)
+                self._serve(req, verbs, taken, deadline, client)
         return True
 
-    def _serve(self, req: Request, verbs: skel.Verbs, deadline: float, client: Client) -> None:
+    def _serve(self, req: Request, verbs: skel.Verbs, taken: float, deadline: float, client: Client) -> None:
         started = time.monotonic()
         answer = self.run(req, verbs)
         ms = (time.monotonic() - started) * 1000
         log.debug("%s %s %s/%s: exit %d in %.1f ms", req.plugin, req.command, req.env.get("CNI_CONTAINERID", ""),
                   req.env.get("CNI_IFNAME", ""), answer.code, ms, extra={"exit_code": answer.code, "ms": round(ms, 1)})
         if req.command != "ADD" or answer.code != 0:
-            client.deliver(answer, wait_ack=False)  # DEL/GC finished; CHECK/STATUS changed nothing
+            self._deliver(req, taken, client, answer)  # DEL/GC finished; CHECK/STATUS changed nothing
             return
         if time.monotonic() > deadline:
             self.undo(req, verbs, "its deadline passed")
-            client.deliver(self.run(req, refusing(CniError(
-                Code.TRY_AGAIN_LATER, "ADD took longer than its deadline and was undone"))), wait_ack=False)
-        elif not client.deliver(answer, wait_ack=True):
+            self._deliver(req, taken, client, self.run(req, refusing(CniError(
+                Code.TRY_AGAIN_LATER, "ADD took longer than its deadline and was undone"))))
+            return
+        self._observe(req, taken, answer)  # before the client's acknowledgement, which is its own time
+        if not client.deliver(answer, wait_ack=True):
             self.undo(req, verbs, "its client went away before taking the result")
+
+    def _deliver(self, req: Request, taken: float, client: Client, answer: Answer) -> None:
+        self._observe(req, taken, answer)
+        client.deliver(answer, wait_ack=False)
+
+    def _observe(self, req: Request, taken: float, answer: Answer) -> None:
+        if self.observer is not None:
+            self.observer.observe(req, answer, time.monotonic() - taken)
 
     def run(self, req: Request, verbs: skel.Verbs, env: Optional[dict] = None) -> Answer:
         env = env or req.env

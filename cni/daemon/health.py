@@ -17,6 +17,7 @@ class Health:
         self._lock = threading.Lock()
         self.served = 0
         self.in_flight = 0
+        self.metrics = "off"  # the metrics URL, "off", or why the endpoint is not serving
         # Extra readiness checks: each returns a problem or None (e.g. the pod CIDR source).
         self.checks: list[Callable[[], Optional[str]]] = []
 
@@ -43,4 +44,4 @@ class Health:
         problems = self.problems()
         return {"ready": not problems, "problems": problems, "pid": os.getpid(),
                 "uptime_s": round(time.time() - self.started, 1),
-                "served": self.served, "in_flight": self.in_flight}
+                "served": self.served, "in_flight": self.in_flight, "metrics": self.metrics}

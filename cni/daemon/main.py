@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import threading
 import tomllib
 
 from .. import logs, netlink, sdnotify
+from ..metrics import CNID_ADDRESS, parse_address
 from ..context import Context
 from ..ipam import nodecidr
 from ..ipam.cached import StoreCache
@@ -32,7 +34,7 @@ from .server import Server
 DEFAULT_CONFIG = "/etc/podwire/cnid.toml"
 DEFAULTS = {"socket": DEFAULT_SOCKET, "workers": 32, "request_timeout": 120.0, "pod_cidrs": [],
             "node_name": "", "kubeconfig": "", "pod_cidrs_file": nodecidr.DEFAULT_PATH, "log_level": "info",
-            "log_format": logs.DEFAULT_FORMAT}
+            "log_format": logs.DEFAULT_FORMAT, "metrics_address": CNID_ADDRESS}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -49,6 +51,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pod-cidrs-file", help=f"where podwire-ipam finds them (default {nodecidr.DEFAULT_PATH})")
     parser.add_argument("--log-level", help="debug, info, warning, error (default info)")
     parser.add_argument("--log-format", help=f"{', '.join(logs.FORMATS)}: logfmt or JSON lines (default text)")
+    parser.add_argument("--metrics-address", help=f"Prometheus /metrics on HOST:PORT, '' for none "
+                                                  f"(default {CNID_ADDRESS})")
     opts = parser.parse_args(argv)
     settings = {**DEFAULTS, **_load_config(opts.config)}
     for key in DEFAULTS:
@@ -57,6 +61,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     try:
         opts.log_level = logs.check_level(opts.log_level)
         logs.check_format(opts.log_format)
+        parse_address(opts.metrics_address)
     except ValueError as exc:
         parser.error(str(exc))
     return opts
@@ -94,7 +99,8 @@ def serve(opts: argparse.Namespace) -> int:
     cidrs = PodCidrs(opts.pod_cidrs_file, opts.pod_cidrs, opts.node_name,
                      api_factory=lambda: _kube_api(opts.kubeconfig))
     health.checks.append(cidrs.problem)
-    server = Server(opts.socket, Handler(health, PLUGINS, context, opts.request_timeout), opts.workers)
+    observer, metrics_server = _start_metrics(opts.metrics_address, health)
+    server = Server(opts.socket, Handler(health, PLUGINS, context, opts.request_timeout, observer), opts.workers)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -105,8 +111,27 @@ def serve(opts: argparse.Namespace) -> int:
     sdnotify.notify("STOPPING=1")
     server.stop()
     cidrs.stop()
+    if metrics_server is not None:
+        metrics_server.close()
     broker.close()
     return 0
+
+
+def _start_metrics(address: str, health: Health):
+    """The metrics (None when the address is ""): the handler's observer and the HTTP server.
+    prometheus_client is imported here only, never on the CNI executables' path."""
+    if not address:
+        return None, None
+    import prometheus_client
+
+    from .. import metrics
+    from .metrics import CnidMetrics
+
+    prometheus_client.disable_created_metrics()  # no *_created series: half the lines, no use here
+    cnid_metrics = CnidMetrics(health)
+    server, problem = metrics.serve(cnid_metrics.registry, address, logging.getLogger("podwire-cnid"))
+    health.metrics = server.url if server else problem
+    return cnid_metrics, server
 
 
 def _kube_api(kubeconfig: str):

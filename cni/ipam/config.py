@@ -100,6 +100,13 @@ def store_dir(config: dict) -> str:
     return os.path.join(_data_dir(ipam), config["name"])
 
 
+def configured_ranges(config: dict) -> tuple[str, list[RangeSet]]:
+    """The lease directory and the range sets of the network config itself (no per-call
+    ``runtimeConfig.ipRanges``): what podwire-cnid's lease metrics count against."""
+    ipam = _ipam_section(config)
+    return os.path.join(_data_dir(ipam), config["name"]), _range_sets({}, ipam)
+
+
 def _ipam_section(conf: dict) -> dict:
     validate_network_name(conf.get("name"))
     ipam = conf.get("ipam")

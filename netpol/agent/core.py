@@ -46,6 +46,9 @@ class Agent:
         self._ifindex: dict[str, int] = {}  # pod key -> ifindex of its host veth
         self._desired = Desired(endpoints=dict(current.endpoints))
         self.drops = drop_views.DropLog(drop_history)
+        # Told of every change: (what changed: "policy", "namespace" or "endpoint", seconds from the
+        # change reaching the agent to the maps holding it, whether it took effect) -- the metrics.
+        self.update_listeners: list[Callable[[str, float, bool], None]] = []
 
     # -- life cycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -69,7 +72,7 @@ class Agent:
                     for key in gone:
                         state.endpoints.pop(key, None)
                         self._ifindex.pop(key, None)
-                self._transaction(mutate)
+                self._transaction(mutate, "endpoint")
             return gone
 
     def close(self) -> None:
@@ -95,7 +98,7 @@ class Agent:
                 ep_id = 0
             state.endpoints[pod.key] = EndpointRecord(merged, ep_id)
 
-        self._transaction(mutate)
+        self._transaction(mutate, "endpoint")
         return self.endpoint(pod.key)
 
     def remove_endpoint(self, namespace: str = "", name: str = "", interface: str = "") -> bool:
@@ -109,7 +112,7 @@ class Agent:
                 del state.endpoints[key]
                 self._ifindex.pop(key, None)
 
-            self._transaction(mutate)
+            self._transaction(mutate, "endpoint")
             return True
 
     def endpoint(self, key: str) -> EndpointView:
@@ -129,10 +132,10 @@ class Agent:
     def set_namespace(self, name: str, labels: dict[str, str]) -> None:
         if not name:
             raise InvalidArgument("namespace name is required")
-        self._transaction(lambda s: s.namespaces.__setitem__(name, dict(labels)))
+        self._transaction(lambda s: s.namespaces.__setitem__(name, dict(labels)), "namespace")
 
     def remove_namespace(self, name: str) -> None:
-        self._transaction(lambda s: s.namespaces.pop(name, None))
+        self._transaction(lambda s: s.namespaces.pop(name, None), "namespace")
 
     def namespaces(self) -> dict[str, dict[str, str]]:
         with self._lock:
@@ -141,6 +144,7 @@ class Agent:
     # -- policies -------------------------------------------------------------------------------
     def apply(self, text: str, source: str = "cli", default_namespace: str = "default", dry_run: bool = False,
               prune: bool = False) -> list[PolicyResult]:
+        received = time.monotonic()
         manifest = parse_manifest(text, source, default_namespace or "default")  # before any change
 
         def mutate(state: State) -> list[PolicyResult]:
@@ -164,7 +168,7 @@ class Agent:
         if dry_run:
             with self._lock:
                 return mutate(self.state.copy())
-        return self._transaction(mutate)
+        return self._transaction(mutate, "policy", received)
 
     def delete_policies(self, keys: Iterable[str], ignore_not_found: bool = False) -> list[PolicyResult]:
         keys = list(dict.fromkeys(keys))
@@ -177,7 +181,7 @@ class Agent:
                 gone = [state.policies.pop(k) for k in keys if k in state.policies]
                 return [PolicyResult(r.policy.namespace, r.policy.name, "deleted") for r in gone]
 
-            return self._transaction(mutate)
+            return self._transaction(mutate, "policy")
 
     def delete(self, namespace: str = "", names: Iterable[str] = (), all_in_namespace: bool = False,
                manifest: str = "", ignore_not_found: bool = False) -> list[PolicyResult]:
@@ -212,7 +216,10 @@ class Agent:
         self.drops.add(event)
 
     # -- internals -------------------------------------------------------------------------------
-    def _transaction(self, mutate: Callable[[State], T]) -> T:
+    def _transaction(self, mutate: Callable[[State], T], change: str, received: Optional[float] = None) -> T:
+        """``change``: what kind of object changed; ``received``: when the change reached the
+        agent (default now: waiting for the lock is part of its latency)."""
+        received = time.monotonic() if received is None else received
         with self._lock:
             started = time.monotonic()
             before, before_ifindex = self.state.copy(), dict(self._ifindex)
@@ -225,11 +232,18 @@ class Agent:
                     self._reconcile()
                 except Exception:  # the original error matters more; the next change retries
                     log.exception("restoring the datapath after a failed change")
+                self._updated(change, received, False)
                 raise
+            self._updated(change, received, True)
             self.store.save(self.state)
             if time.monotonic() - started > BIG_CHANGE:
                 _settle_heap()
             return result
+
+    def _updated(self, change: str, received: float, ok: bool) -> None:
+        seconds = time.monotonic() - received
+        for listener in self.update_listeners:
+            listener(change, seconds, ok)
 
     def _reconcile(self, reattach: bool = False) -> None:
         attachments = {k: Attachment(r.ep_id, self._ifindex[k])

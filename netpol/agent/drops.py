@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import collections
+import functools
 import queue
 import threading
 
 from ..compiler import Desired
-from ..compiler.entries import DIR_INGRESS
+from ..compiler.entries import DIR_INGRESS, DIRECTIONS
 from ..datapath.events import DropEvent
 from ..datapath.reasons import REASONS, text_of
 from .store import State
@@ -16,8 +17,40 @@ PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6", 132: "SCTP"}
 DIRECTION_NAMES = {0: "ingress", 1: "egress"}
 
 
+REASON_LABELS = {code: name.split("_", 1)[1].lower() for name, (code, _) in REASONS.items()}  # DROP_POLICY: policy
+
+
+class Names:
+    """A snapshot taken after a change: the policies behind each policy counter (cookie) and,
+    computed on first need, the policies isolating an endpoint in a direction.  Replaced
+    whole, so the drop thread and scrapes read it without the agent's lock."""
+
+    def __init__(self, state: State):
+        self.state = state  # a copy: records are replaced, never mutated
+        self._pods_by_ep = {rec.ep_id: rec.pod for rec in state.endpoints.values() if rec.ep_id}
+        self._isolating: dict[tuple[int, int], tuple[str, ...]] = {}
+
+    @functools.cached_property
+    def cookies(self) -> dict[int, str]:
+        return {rec.cookie: key for key, rec in self.state.policies.items()}
+
+    def isolating(self, ep_id: int, direction: int) -> tuple[str, ...]:
+        """Keys of the policies that select the endpoint's pod for ``direction``."""
+        found = self._isolating.get((ep_id, direction))
+        if found is None:
+            pod = self._pods_by_ep.get(ep_id)
+            name = next((n for n, d in DIRECTIONS.items() if d == direction), "")
+            labels = pod.label_map if pod else {}
+            found = tuple(sorted(key for key, rec in self.state.policies.items()
+                                 if pod is not None and rec.policy.namespace == pod.namespace
+                                 and name in rec.policy.policy_types and rec.policy.pod_selector.matches(labels)))
+            self._isolating[(ep_id, direction)] = found
+        return found
+
+
 class DropLog:
-    """The last N drops plus live subscribers (each a bounded queue; slow ones lose events)."""
+    """The last N drops plus live subscribers (each a bounded queue; slow ones lose events),
+    and drop events tallied by the policies that isolated the pod (for the metrics)."""
 
     def __init__(self, size: int):
         self._recent: collections.deque[DropView] = collections.deque(maxlen=size)
@@ -25,11 +58,22 @@ class DropLog:
         self._lock = threading.Lock()
         self._pods_by_ip: dict[str, str] = {}
         self._pods_by_ep: dict[int, str] = {}
+        self.names = Names(State())
+        # (policy key, direction, reason label) -> drop events; a policy's entries go with it
+        self._by_policy: collections.Counter[tuple[str, str, str]] = collections.Counter()
 
     def index(self, state: State, desired: Desired) -> None:
         """Refresh the address and endpoint-id -> pod maps (after each change)."""
         self._pods_by_ip = {ip: key for key, rec in state.endpoints.items() for ip in rec.pod.ips}
         self._pods_by_ep = {rec.ep_id: key for key, rec in state.endpoints.items() if rec.ep_id}
+        self.names = Names(state.copy())
+        with self._lock:
+            for gone in [k for k in self._by_policy if k[0] not in state.policies]:
+                del self._by_policy[gone]
+
+    def by_policy(self) -> dict[tuple[str, str, str], int]:
+        with self._lock:
+            return dict(self._by_policy)
 
     def add(self, event: DropEvent) -> None:
         view = DropView(time=event.time, monotonic_ns=event.monotonic_ns, src_ip=event.src,
@@ -39,7 +83,11 @@ class DropLog:
                         direction=DIRECTION_NAMES.get(event.direction, "?"),
                         isolated_pod=self._pods_by_ep.get(event.ep_id, ""), reason=text_of(event.reason),
                         reason_code=event.reason)
+        policies = self.names.isolating(event.ep_id, event.direction) if event.ep_id else ()
+        reason = REASON_LABELS.get(event.reason, str(event.reason))
         with self._lock:
+            for key in policies:
+                self._by_policy[(key, view.direction, reason)] += 1
             self._recent.append(view)
             for q in self._subscribers:
                 try:

@@ -10,7 +10,7 @@ import os
 import signal
 import threading
 
-from cni import logs, sdnotify
+from cni import logs, metrics, sdnotify
 
 from .cnihook import CniHookServer
 from .core import Agent
@@ -27,6 +27,7 @@ def serve(opts) -> int:
 
     setup_logging(opts)
     agent = Agent(KernelDatapath(opts.pin_dir), Store(opts.state_dir))
+    metrics_server = _start_metrics(agent, getattr(opts, "metrics_address", ""))
     agent.start()
     remove_stale_socket(opts.socket)
     server, _ = bind_private(opts.socket, lambda staged: create_server(agent, f"unix:{staged}"))
@@ -51,8 +52,23 @@ def serve(opts) -> int:
             os.unlink(opts.socket)
         except FileNotFoundError:
             pass
+        if metrics_server is not None:
+            metrics_server.close()
         agent.close()
     return 0
+
+
+def _start_metrics(agent: Agent, address: str):
+    """The Prometheus endpoint (None when the address is "" or cannot be bound: logged)."""
+    if not address:
+        return None
+    import prometheus_client
+
+    from .metrics import NetpolMetrics
+
+    prometheus_client.disable_created_metrics()  # no *_created series: half the lines, no use here
+    server, _ = metrics.serve(NetpolMetrics(agent).registry, address, log)
+    return server
 
 
 def setup_logging(opts, stream=None) -> None:

@@ -10,6 +10,10 @@ from .events import DropEvent
 from .sync import SyncStats
 
 
+# max_entries of the maps that can fill (netpol/bpf/lib/maps.h, PW_MAX_*)
+CAPACITY = {"pw_endpoints": 16384, "pw_ipcache": 524288, "pw_policy": 1048576, "pw_ct": 262144}
+
+
 class FakeDatapath:
     def __init__(self, interfaces: dict[str, int] | None = None):
         self.interfaces = dict(interfaces or {})  # name -> ifindex; missing names do not exist
@@ -18,6 +22,8 @@ class FakeDatapath:
         self.syncs = 0
         self.fail_next_sync: Exception | None = None
         self._drop_callback: Callable[[DropEvent], None] | None = None
+        self.ct_entries = 0
+        self.counters_value: Counters | None = None  # what counters() returns, when a test sets it
 
     def current(self) -> Desired:
         return self.maps
@@ -46,7 +52,14 @@ class FakeDatapath:
         return ifindex in self.attached_to
 
     def counters(self, ep_ids: Iterable[int], cookies: Iterable[int]) -> Counters:
+        if self.counters_value is not None:
+            return self.counters_value
         return Counters(endpoints={e: EndpointCounters() for e in ep_ids}, policies={c: (0, 0) for c in cookies})
+
+    def map_fill(self) -> dict[str, tuple[int, int]]:
+        sizes = {"pw_endpoints": len(self.maps.endpoints), "pw_ipcache": len(self.maps.ipcache),
+                 "pw_policy": len(self.maps.policy), "pw_ct": self.ct_entries}
+        return {name: (n, CAPACITY[name]) for name, n in sizes.items()}
 
     def reset_policy_counter(self, cookie: int) -> None:
         pass

@@ -64,6 +64,18 @@ class KernelDatapath:
         out.events_suppressed = p.event_budget.sum(ct.c_uint32(0)).suppressed
         return out
 
+    def map_fill(self) -> dict[str, tuple[int, int]]:
+        """Map name -> (entries, max_entries) of the maps that can fill up.  The agent's own maps
+        hold exactly what it last wrote (self._current); pw_ct, which the datapath fills, is
+        counted.  The array maps are preallocated and always "full": not listed."""
+        p, cur = self.programs, self._current
+        sizes = {"pw_endpoints": len(cur.endpoints), "pw_ipcache": len(cur.ipcache), "pw_policy": len(cur.policy),
+                 "pw_ct": p.ct.count()}
+        return {name: (n, self._max_entries(name)) for name, n in sizes.items()}
+
+    def _max_entries(self, name: str) -> int:
+        return int(self.programs.table(name).max_entries)
+
     def reset_policy_counter(self, cookie: int) -> None:
         sync.reset_policy_stats(self.programs, cookie)
 
