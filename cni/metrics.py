@@ -35,6 +35,8 @@ def parse_address(text: str) -> Optional[tuple[str, int]]:
 
     The host must be an IP address: a name could resolve to anything.  Port 0 picks a free port
     (tests), which :attr:`MetricsServer.address` then tells."""
+    if not isinstance(text, str):
+        raise ValueError(f"metrics address {text!r}: a string, HOST:PORT")
     text = text.strip()
     if not text:
         return None

@@ -209,6 +209,9 @@ def test_cnid_metrics_address_default_config_key_and_flag(tmp_path):
         == "0.0.0.0:1"
     with pytest.raises(SystemExit):
         cnid_main.parse_args(["--config", str(config), "--metrics-address", "localhost:9741"])
+    config.write_text("metrics_address = 9741\n")
+    with pytest.raises(SystemExit):
+        cnid_main.parse_args(["--config", str(config)])
 
 
 @pytest.mark.parametrize("text,parsed", [("", None), ("127.0.0.1:9741", ("127.0.0.1", 9741)),
