@@ -8,7 +8,7 @@ CNI_BIN_DIR ?= /opt/cni/bin
 CNI_CONF_DIR ?= /etc/cni/net.d
 PYTEST_ARGS ?=
 
-.PHONY: setup run demo test test-unit lint vm-test install uninstall bench clean
+.PHONY: setup run demo test test-unit lint vm-test install uninstall bench clean deb
 
 setup:
 	@VENV=$(VENV) packaging/setup.sh
@@ -25,7 +25,11 @@ demo: setup install
 	$(PY) packaging/run_stack.py --prefix $(DESTDIR)$(PREFIX) --exit \
 		--after "$(PY) packaging/demo.py --conf-dir $(DESTDIR)$(CNI_CONF_DIR) --bin-dir $(DESTDIR)$(CNI_BIN_DIR) --netpol $(DESTDIR)$(PREFIX)/bin/podwire-netpol"
 
+# make deb's build and check tools; mmdebstrap makes the throwaway root the .deb's test installs into.
+DEB_APT := debhelper lintian mmdebstrap
+
 test: setup
+	@EXTRA_APT="$(DEB_APT)" VENV=$(VENV) packaging/setup.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Static checks over the product code (rules and reasons in pyproject.toml [tool.ruff]).
@@ -45,6 +49,12 @@ vm-test: setup
 install: setup
 	@DESTDIR=$(DESTDIR) PREFIX=$(PREFIX) CNI_BIN_DIR=$(CNI_BIN_DIR) CNI_CONF_DIR=$(CNI_CONF_DIR) \
 		packaging/install.sh install
+
+# The Debian package, built by dpkg-buildpackage (packaging/debian/) and checked by lintian, into
+# build/deb/.  DEB_VERSION= sets its version (default: packaging/debian/changelog's).
+deb: setup
+	@EXTRA_APT="$(DEB_APT)" VENV=$(VENV) packaging/setup.sh
+	@PY=$(PY) packaging/build_deb.sh
 
 uninstall:
 	@DESTDIR=$(DESTDIR) PREFIX=$(PREFIX) CNI_BIN_DIR=$(CNI_BIN_DIR) CNI_CONF_DIR=$(CNI_CONF_DIR) \

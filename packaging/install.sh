@@ -18,12 +18,16 @@ systemd_running() { [ -z "$DESTDIR" ] && [ -d /run/systemd/system ] && command -
 case "${1:-install}" in
 install)
   if [ ! -x "$VENV/bin/python" ]; then /usr/bin/python3 -m venv --system-site-packages "$VENV"; fi
-  "$VENV/bin/pip" install -q --upgrade .
+  "$VENV/bin/python" -m pip install -q --upgrade .
   install -d "$DESTDIR$CNI_BIN_DIR" "$DESTDIR$CNI_CONF_DIR"
   # The executables import podwire from the venv's site-packages, as the node will see it.
   site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
   "$VENV/bin/python" -m cni.install --bin-dir "$DESTDIR$CNI_BIN_DIR" --python "$LIBDIR/venv/bin/python" \
     --code-dir "${site#"$DESTDIR"}"
+  # A staged venv must run from the final path: its scripts' shebangs and activate files name it.
+  if [ -n "$DESTDIR" ]; then
+    { grep -rlIF --null "$VENV" "$VENV/bin" "$VENV/pyvenv.cfg" || true; } | xargs -0 -r sed -i "s|$VENV|$LIBDIR/venv|g"
+  fi
   install -d "$DESTDIR$PREFIX/bin" "$DESTDIR$UNIT_DIR"
   for cmd in "${COMMANDS[@]}"; do ln -sfn "$LIBDIR/venv/bin/$cmd" "$DESTDIR$PREFIX/bin/$cmd"; done
   # Where the units' Documentation= points; the component docs beside it, as README.md links them.
