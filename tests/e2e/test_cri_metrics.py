@@ -104,7 +104,7 @@ def _pod_metrics(shim) -> dict[str, api.PodSandboxMetrics]:
 
 def _find(metrics, name: str, keys: list[str], **labels) -> int | None:
     for m in metrics:
-        if m.name == name and all(dict(zip(keys, m.label_values)).get(k) == v for k, v in labels.items()):
+        if m.name == name and all(dict(zip(keys, m.label_values, strict=True)).get(k) == v for k, v in labels.items()):
             return m.value.value
     return None
 

@@ -481,7 +481,7 @@ def test_sandbox_metrics_per_container_and_per_pod(metered):
     c1 = _by_name(full.container_metrics[0].metrics)
     keys = metric_descriptors.DESCRIPTORS["container_cpu_usage_seconds_total"].label_keys
     cpu = c1["container_cpu_usage_seconds_total"][0]
-    assert dict(zip(keys, cpu.label_values)) == {
+    assert dict(zip(keys, cpu.label_values, strict=True)) == {
         "container": "c-c1", "id": "c1", "image": "registry.example/app:1", "name": "c-c1",
         "namespace": "ns", "pod": "p-full", "cpu": "total"}
     assert cpu.value.value == 2 and cpu.timestamp == 123          # whole seconds, the stats' time
