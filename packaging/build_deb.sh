@@ -30,9 +30,11 @@ key=$(printf '%s\n' "${reqs[@]}" | sha256sum | cut -c1-16)
 wheels="$REPO/build/deb/wheels/$key"
 if [ ! -d "$wheels" ]; then
   echo "deb: fetching wheels into ${wheels#"$REPO/"}"
-  rm -rf "$wheels.tmp"
-  "$PY" -m pip wheel -q -w "$wheels.tmp" "${reqs[@]}"
-  mv "$wheels.tmp" "$wheels"
+  mkdir -p "$(dirname "$wheels")"
+  fetched=$(mktemp -d "$wheels.XXXXXX")
+  "$PY" -m pip wheel -q -w "$fetched" "${reqs[@]}"
+  # Renamed into place whole; a build running beside this one may have got there first.
+  mv -T "$fetched" "$wheels" 2>/dev/null || rm -rf "$fetched"
 fi
 
 top=$(dpkg-parsechangelog -l packaging/debian/changelog -S Version)
