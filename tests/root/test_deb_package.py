@@ -172,6 +172,9 @@ def test_install_upgrade_remove_purge(debs, base_root, tmp_path):
     assert "podwire: linked" in said and "portmap" in said, said
     assert root.out("readlink /opt/cni/bin/portmap") == "/usr/lib/cni/portmap"
     assert root.out("cat /opt/cni/bin/loopback") == "admin"
+    # A change in /usr/lib/cni (containernetworking-plugins upgraded) triggers the linking again.
+    said = root.out("rm /opt/cni/bin/portmap && dpkg-trigger --no-await /usr/lib/cni && dpkg --triggers-only -a")
+    assert root.out("readlink /opt/cni/bin/portmap") == "/usr/lib/cni/portmap", said
     # Enabled the Debian way (no systemd here: deb-systemd-helper's symlinks and its state).
     for unit in UNITS:
         assert root.out(f"readlink {wants}/{unit}") == f"/lib/systemd/system/{unit}"
