@@ -80,6 +80,7 @@ def _load_config(path: str) -> dict:
 
 
 def serve(opts: argparse.Namespace) -> int:
+    sdnotify.claim()     # the plugins it execs must not see systemd's socket
     # Our logger at the chosen level; libraries (pyroute2 is chatty at debug) at warning.
     logs.setup("podwire-cnid", opts.log_level, opts.log_format, loggers=("podwire-cnid",))
     # The podwire-ipam verbs we run in process read the CIDRs from the same file we publish.

@@ -33,6 +33,7 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    sdnotify.claim()     # conmon and runc must not see systemd's socket (runc start would wait)
     _limit_malloc_arenas()
     opts = _parser().parse_args(argv)
     try:

@@ -25,6 +25,8 @@ GC_INTERVAL = 10.0
 def serve(opts) -> int:
     from ..datapath.kernel import KernelDatapath
 
+    sdnotify.claim()     # nothing it starts may see systemd's socket
+
     setup_logging(opts)
     agent = Agent(KernelDatapath(opts.pin_dir), Store(opts.state_dir))
     metrics_server = _start_metrics(agent, getattr(opts, "metrics_address", ""))

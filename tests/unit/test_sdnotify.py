@@ -36,3 +36,21 @@ def test_at_means_the_abstract_namespace(listener, monkeypatch):
 def test_nothing_without_systemd(monkeypatch):
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     sdnotify.notify("READY=1")   # no socket named: returns, raises nothing
+
+
+def test_claim_hides_the_socket_from_children_and_keeps_it(listener, tmp_path, monkeypatch):
+    """What the shim does at start: runc must never inherit $NOTIFY_SOCKET (given one, `runc
+    start` waits for the container to notify), while READY=1 still reaches systemd."""
+    import subprocess
+    import sys
+    path = str(tmp_path / "notify")
+    listener.bind(path)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setattr(sdnotify, "_claimed", None)
+    sdnotify.claim()
+    assert "NOTIFY_SOCKET" not in os.environ
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('NOTIFY_SOCKET', ''))"],
+                           capture_output=True, text=True, check=True)
+    assert child.stdout.strip() == ""
+    sdnotify.notify("READY=1")
+    assert listener.recv(64) == b"READY=1"
