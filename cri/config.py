@@ -186,11 +186,11 @@ def from_dict(data: dict, source: str = "<dict>") -> Config:
 def check_metrics_address(address: str, source: str) -> None:
     if not address:
         return
-    from .server.metrics import parse_address
+    from cni.metrics import parse_address
     try:
         parse_address(address)
     except ValueError as e:
-        raise ConfigError(f"{source}: metrics_address {e} (\"\" turns metrics off)") from None
+        raise ConfigError(f"{source}: metrics_address: {e} (\"\" turns metrics off)") from None
 
 
 def _check_signal(name: str, source: str) -> None:

@@ -16,20 +16,18 @@ its own shim only.  Series (docs/cri.md "Metrics"):
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import threading
 import time
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from cni import metrics
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..store.records import CREATED, EXITED, POD_NOTREADY, POD_READY, RUNNING, UNKNOWN
 
 if TYPE_CHECKING:
-    from wsgiref.simple_server import WSGIServer
-
     from .services import Services
 
 PREFIX = "podwire_cri_"
@@ -151,46 +149,22 @@ def _family(family: GaugeMetricFamily, keys: tuple, counts: dict[str, int]) -> G
 
 # -- the endpoint ---------------------------------------------------------------------------------
 
-def parse_address(text: str) -> tuple[str, int]:
-    """``127.0.0.1:9743``, ``[::1]:9743`` or ``localhost:9743`` -> (host, port); ValueError
-    saying what is wrong otherwise.  Port 0 is any free port."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9743, [::1]:9743)")
-    if host.startswith("["):
-        host = host[1:-1] if host.endswith("]") else ""
-        if ":" not in host or not _is_ip(host):
-            raise ValueError(f"{text!r}: only an IPv6 address goes in brackets")
-    elif ":" in host:
-        raise ValueError(f"{text!r}: an IPv6 address must be in brackets, e.g. [::1]:9743")
-    elif host != "localhost" and not _is_ip(host):
-        raise ValueError(f"{text!r}: the host must be an IP address or localhost")
-    if not 0 <= int(port) < 65536:
-        raise ValueError(f"{text!r}: port {port} is not a port number")
-    return host, int(port)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 class MetricsServer:
-    """prometheus_client's HTTP server for one registry, on its own daemon thread."""
+    """cni.metrics' endpoint (the daemons' one server and address rules) for one registry; the
+    address is checked here, bound at start() so that a port in use stops the shim at start."""
 
     def __init__(self, address: str, registry: CollectorRegistry) -> None:
-        self.host, self.port = parse_address(address)
+        parsed = metrics.parse_address(address)
+        if parsed is None:
+            raise ValueError("metrics address '': metrics are off, there is nothing to serve")
+        self.host, self.port = parsed
         self._registry = registry
-        self._httpd: Optional[WSGIServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._server: Optional[metrics.MetricsServer] = None
 
     def start(self) -> None:
         """Listen (OSError, e.g. EADDRINUSE, if the address cannot be bound)."""
-        self._httpd, self._thread = start_http_server(self.port, self.host, registry=self._registry)
-        self.port = self._httpd.server_address[1]
+        self._server = metrics.MetricsServer(self._registry, self.host, self.port)
+        self.port = int(self._server.address.rsplit(":", 1)[1])
 
     @property
     def url(self) -> str:
@@ -198,10 +172,6 @@ class MetricsServer:
         return f"http://{host}:{self.port}/metrics"
 
     def stop(self) -> None:
-        if self._httpd is None:
-            return
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        assert self._thread is not None
-        self._thread.join(5)
-        self._httpd = self._thread = None
+        if self._server is not None:
+            self._server.close()
+            self._server = None
