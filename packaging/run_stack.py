@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+from cni import metrics   # the defaults only: standard library at import
+
 
 @dataclasses.dataclass
 class Daemon:
@@ -50,7 +52,8 @@ def stack(prefix: str) -> list[Daemon]:
 
 
 # Where each daemon serves its metrics by default (docs/{cni,netpol,cri}.md).
-METRICS = {"podwire-netpol": "127.0.0.1:9742", "podwire-cnid": "127.0.0.1:9741", "podwire-cri": "127.0.0.1:9743"}
+METRICS = {"podwire-netpol": metrics.NETPOL_ADDRESS, "podwire-cnid": metrics.CNID_ADDRESS,
+           "podwire-cri": metrics.CRI_ADDRESS}
 
 
 def print_summary(daemons: list[Daemon], prefix: str) -> None:
