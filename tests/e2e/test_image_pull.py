@@ -15,6 +15,7 @@ from cri_api.v1 import api_pb2 as api
 from cri.errors import CriError
 from cri.images.auth import Credentials
 from cri.rpc import image_fsinfo, image_list, image_pull, image_remove, image_status
+from cri.server.metrics import CriMetrics
 from ocitest import Tar
 from testimages import ImageSpec
 
@@ -106,7 +107,7 @@ def test_bearer_token_auth(image_service, token_registry, test_images):
         image_service.pull(ref, auth=Credentials(token_registry.user, "wrong"))
     req = api.PullImageRequest(image=spec(ref), auth=api.AuthConfig(
         username=token_registry.user, password=token_registry.password))
-    resp = image_pull.pull_image(types.SimpleNamespace(images=image_service), req)
+    resp = image_pull.pull_image(types.SimpleNamespace(images=image_service, metrics=CriMetrics()), req)
     assert image_service.status(ref).id == resp.image_ref
     last = token_registry.token_server.requests[-1]
     assert last["service"] == "podwire-test" and last["scope"] == "repository:podwire-test/busybox:pull"
@@ -153,7 +154,7 @@ def test_remove_by_one_tag_removes_all(image_service, image_pusher):
 
 
 def test_status_list_fsinfo_handlers(image_service, test_images):
-    svc = types.SimpleNamespace(images=image_service)
+    svc = types.SimpleNamespace(images=image_service, metrics=CriMetrics())
     absent = image_status.image_status(svc, api.ImageStatusRequest(image=spec(test_images.busybox)))
     assert not absent.HasField("image") and not absent.info
     image_pull.pull_image(svc, api.PullImageRequest(image=spec(test_images.user_numeric)))
