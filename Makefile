@@ -19,11 +19,11 @@ run: setup install
 	$(PY) packaging/run_stack.py --prefix $(DESTDIR)$(PREFIX) \
 		--after "$(PY) -m cni.demo --conf-dir $(DESTDIR)$(CNI_CONF_DIR) --bin-dir $(DESTDIR)$(CNI_BIN_DIR)"
 
-# The stack, then NetworkPolicy at work on two throwaway pods (packaging/demo.py); stops the
-# stack it started at the end.  Exit status: the demo's.
+# The stack, then NetworkPolicy at work on two pods run through podwire-ctl (packaging/demo.py;
+# DEMO_IMAGE= a busybox the shim can pull); stops the stack it started.  Exit status: the demo's.
 demo: setup install
 	$(PY) packaging/run_stack.py --prefix $(DESTDIR)$(PREFIX) --exit \
-		--after "$(PY) packaging/demo.py --conf-dir $(DESTDIR)$(CNI_CONF_DIR) --bin-dir $(DESTDIR)$(CNI_BIN_DIR) --netpol $(DESTDIR)$(PREFIX)/bin/podwire-netpol"
+		--after "$(PY) packaging/demo.py --ctl $(DESTDIR)$(PREFIX)/bin/podwire-ctl --netpol $(DESTDIR)$(PREFIX)/bin/podwire-netpol"
 
 # make deb's build and check tools; mmdebstrap makes the throwaway root the .deb's test installs into.
 DEB_APT := debhelper lintian mmdebstrap

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """`make demo`, once the node stack is up: NetworkPolicy at work, one line per step.
 
-Two throwaway pods ("web" and "client", namespace podwire-demo) are wired through the
-installed conflist as a runtime wires them (the runtime library, Kubernetes CNI_ARGS, so the
-policy agent registers them).  The client pings the web pod; a policy that denies all
-ingress in the namespace is applied with `podwire-netpol apply`; the ping fails, the drop
-shows in `podwire-netpol drops` and in the agent's metrics; the policy is deleted and the
-ping works again.  Everything is torn down at the end, also on failure or Ctrl-C.
+Two pods run through podwire-ctl, as a kubelet runs them through the CRI: "web" (busybox httpd
+on port 8080) and "client", in namespace podwire-demo, real containers under runc.  The client
+fetches the web page; a policy that admits nothing to app=web is applied with
+`podwire-netpol apply`; the fetch fails, the drop shows in `podwire-netpol drops` and in the
+agent's metrics; the policy is deleted and the fetch works again.  The pods are stopped and
+removed at the end, also on failure or Ctrl-C.
+
+The image must be pullable by the shim (--image; the default needs a registry mirror or the
+internet: Docker Hub's busybox).
 """
 from __future__ import annotations
 
@@ -15,12 +18,11 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
-import uuid
 
-from cni.demo import release_run_netns, run_netns_mounted
-from cni.libcni import CNIConfig, RuntimeConf, load_default_network
+from cni import metrics   # the agent's default metrics address (standard library at import)
 
 NAMESPACE = "podwire-demo"
 POLICY = f"""\
@@ -30,50 +32,63 @@ metadata: {{name: {NAMESPACE}}}
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
-metadata: {{name: deny-ingress, namespace: {NAMESPACE}}}
+metadata: {{name: web-deny-ingress, namespace: {NAMESPACE}}}
 spec:
-  podSelector: {{}}
+  podSelector: {{matchLabels: {{app: web}}}}
   policyTypes: [Ingress]
 """
+WEB = "mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 8080 -h /www"
 
 
 class Demo:
     def __init__(self, opts: argparse.Namespace) -> None:
         self.opts = opts
-        self.netlist = load_default_network(opts.conf_dir)
-        self.cni = CNIConfig([opts.bin_dir] + [d for d in ("/usr/lib/cni",) if os.path.isdir(d)])
-        self.tag = uuid.uuid4().hex[:6]
-        self.pods: dict[str, tuple[str, RuntimeConf, str]] = {}   # name -> (netns, conf, IPv4)
+        self.scratch = tempfile.mkdtemp(prefix="podwire-demo-")
+        self.pods: dict[str, str] = {}          # name -> pod sandbox id
+        self.containers: dict[str, str] = {}    # name -> container id
         self.step = 0
-        self.bridges = [p.get("bridge", "podwire0") for p in self.netlist.plugins
-                        if p.get("type") == "podwire" and p.get("mode", "bridge") == "bridge"]
-        self.preexisting = {b for b in self.bridges
-                            if subprocess.run(["ip", "link", "show", b], capture_output=True).returncode == 0}
 
     def say(self, line: str) -> None:
         self.step += 1
         print(f"demo {self.step:>2}. {line}", flush=True)
 
+    def run_tool(self, tool: str, *argv: str, stdin: str | None = None, check: bool = True,
+                 timeout: float = 120) -> subprocess.CompletedProcess:
+        proc = subprocess.run([tool, *argv], input=stdin, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode:
+            raise RuntimeError(f"{os.path.basename(tool)} {' '.join(argv)}: {proc.stderr.strip() or proc.stdout}")
+        return proc
+
+    def ctl(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.run_tool(self.opts.ctl, *argv, check=check)
+
     def netpol(self, *argv: str, stdin: str | None = None) -> str:
-        proc = subprocess.run([self.opts.netpol, *argv], input=stdin, capture_output=True, text=True, timeout=60)
-        if proc.returncode:
-            raise RuntimeError(f"podwire-netpol {' '.join(argv)}: {proc.stderr.strip()}")
-        return proc.stdout
+        return self.run_tool(self.opts.netpol, *argv, stdin=stdin).stdout
 
-    def wire(self, name: str) -> None:
-        netns = f"podwire-demo-{name}-{self.tag}"
-        subprocess.run(["ip", "netns", "add", netns], check=True)
-        conf = RuntimeConf(container_id=netns, netns=f"/run/netns/{netns}", ifname="eth0",
-                           args=[("K8S_POD_NAMESPACE", NAMESPACE), ("K8S_POD_NAME", name)])
-        self.pods[name] = (netns, conf, "")
-        result = self.cni.add_network_list(self.netlist, conf)
-        ipv4 = next(ip["address"].split("/")[0] for ip in result["ips"] if "." in ip["address"])
-        self.pods[name] = (netns, conf, ipv4)
+    def write(self, name: str, doc: dict) -> str:
+        path = os.path.join(self.scratch, name)
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        return path
 
-    def ping(self, src: str, dst: str) -> bool:
-        netns, ip = self.pods[src][0], self.pods[dst][2]
-        return subprocess.run(["ip", "netns", "exec", netns, "ping", "-c", "1", "-W", "1", ip],
-                              capture_output=True).returncode == 0
+    def start_pod(self, name: str, command: list[str]) -> str:
+        """RunPodSandbox, CreateContainer, StartContainer; the pod's IPv4 address."""
+        pod = self.write(f"{name}-pod.json", {
+            "metadata": {"name": name, "namespace": NAMESPACE, "uid": f"{NAMESPACE}-{name}"},
+            "labels": {"app": name}, "log_directory": os.path.join(self.scratch, name)})
+        ctr = self.write(f"{name}-ctr.json", {"metadata": {"name": name}, "image": {"image": self.opts.image},
+                                              "command": command, "log_path": f"{name}.log"})
+        self.pods[name] = self.ctl("runp", pod).stdout.strip()
+        self.containers[name] = self.ctl("create", self.pods[name], ctr, pod).stdout.strip()
+        self.ctl("start", self.containers[name])
+        status = json.loads(self.ctl("inspectp", self.pods[name]).stdout)["status"]
+        return status["network"]["ip"]
+
+    def fetch(self, web_ip: str) -> bool:
+        """The client fetches the web page (3 s timeout): was it answered?"""
+        proc = self.ctl("exec", "-s", "--timeout", "15", self.containers["client"],
+                        "wget", "-q", "-O", "-", "-T", "3", f"http://{web_ip}:8080/", check=False)
+        return proc.returncode == 0 and "hello-from-web" in proc.stdout
 
     def drops_total(self) -> float | None:
         """The agent's drop counters summed, from its metrics; None when it serves none."""
@@ -85,22 +100,35 @@ class Demo:
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                    if line.startswith("podwire_netpol_drops_total"))
 
+    def wait_for_drop(self, src: str, dst: str) -> str:
+        """The agent's record of a denied connection (one JSON object per line), as one line."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for line in self.netpol("drops", "-o", "json").splitlines():
+                drop = json.loads(line)
+                if (drop.get("src_ip"), drop.get("dst_ip")) == (src, dst):
+                    return (f"{drop.get('src_pod') or src} -> {drop.get('dst_pod') or dst}:{drop.get('dst_port', '')} "
+                            f"{drop.get('protocol', '')}, {drop.get('direction', '')} of "
+                            f"{drop.get('isolated_pod', '?')}: {drop.get('reason', '')}")
+            time.sleep(0.2)
+        return ""
+
     def run(self) -> int:
-        for name in ("web", "client"):
-            self.wire(name)
-        web, client = self.pods["web"][2], self.pods["client"][2]
-        self.say(f"two pods in namespace {NAMESPACE}: web {web}, client {client}")
-        if not self.ping("client", "web"):
-            self.say("client -> web: no reply before any policy; stopping")
+        self.ctl("pull", self.opts.image)
+        web = self.start_pod("web", ["sh", "-c", WEB])
+        client = self.start_pod("client", ["sleep", "100000"])
+        self.say(f"two pods through podwire-ctl in namespace {NAMESPACE}: web {web} (httpd :8080), client {client}")
+        if not any(self.fetch(web) for _ in range(10)):     # httpd may still be starting
+            self.say("client -> web: no answer before any policy; stopping")
             return 1
-        self.say("client -> web: ping answered (no policy yet)")
+        self.say("client -> web: wget http://web:8080/ answered (no policy yet)")
         drops_before = self.drops_total()
         self.netpol("apply", "-f", "-", stdin=POLICY)
-        self.say(f"applied NetworkPolicy {NAMESPACE}/deny-ingress (podSelector {{}}, no ingress rule)")
-        if self.ping("client", "web"):
-            self.say("client -> web: ping still answered: the policy is not enforced")
+        self.say(f"applied NetworkPolicy {NAMESPACE}/web-deny-ingress (app=web admits nothing)")
+        if self.fetch(web):
+            self.say("client -> web: still answered: the policy is not enforced")
             return 1
-        self.say("client -> web: no reply: denied")
+        self.say("client -> web: no answer: denied")
         seen = self.wait_for_drop(client, web)
         self.say(f"podwire-netpol drops: {seen}" if seen else "podwire-netpol drops: no entry for client -> web")
         drops_after = self.drops_total()
@@ -108,55 +136,39 @@ class Demo:
             self.say(f"metrics: not served at {self.opts.metrics} (podwire-netpol serve --metrics-address)")
         else:
             self.say(f"metrics: podwire_netpol_drops_total went from {drops_before:g} to {drops_after:g}")
-        self.netpol("delete", "-n", NAMESPACE, "deny-ingress")
+        self.netpol("delete", "-n", NAMESPACE, "web-deny-ingress")
         self.say("deleted the policy")
-        back = self.ping("client", "web")
-        self.say("client -> web: ping answered again" if back else "client -> web: still no reply")
+        back = self.fetch(web)
+        self.say("client -> web: answered again" if back else "client -> web: still no answer")
         moved = drops_before is not None and drops_after is not None and drops_after > drops_before
         return 0 if seen and back and moved else 1
 
-    def wait_for_drop(self, src: str, dst: str) -> str:
-        """The agent's record of the denied ping (one JSON object per line), as one line."""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            for line in self.netpol("drops", "-o", "json").splitlines():
-                drop = json.loads(line)
-                if (drop.get("src_ip"), drop.get("dst_ip")) == (src, dst):
-                    return (f"{drop.get('src_pod') or src} -> {drop.get('dst_pod') or dst} {drop.get('protocol', '')}, "
-                            f"{drop.get('direction', '')} of {drop.get('isolated_pod', '?')}: {drop.get('reason', '')}")
-            time.sleep(0.2)
-        return ""
-
     def clean_up(self) -> None:
-        subprocess.run([self.opts.netpol, "delete", "-n", NAMESPACE, "--ignore-not-found", "deny-ingress"],
+        subprocess.run([self.opts.netpol, "delete", "-n", NAMESPACE, "--ignore-not-found", "web-deny-ingress"],
                        capture_output=True, timeout=60)
-        for netns, conf, _ in reversed(list(self.pods.values())):
-            try:
-                self.cni.del_network_list(self.netlist, conf)
-            finally:
-                subprocess.run(["ip", "netns", "del", netns], capture_output=True)
-        for bridge in set(self.bridges) - self.preexisting:     # the node had none: leave none
-            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
-        self.say("cleaned up: pods, namespaces, addresses and the policy are gone")
+        for pod in reversed(list(self.pods.values())):     # removing a pod removes its containers
+            self.ctl("stopp", pod, check=False)
+            self.ctl("rmp", pod, check=False)
+        subprocess.run(["rm", "-rf", self.scratch])
+        self.say("cleaned up: pods, containers and the policy are gone")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--conf-dir", default="/etc/cni/net.d")
-    parser.add_argument("--bin-dir", default="/opt/cni/bin")
+    parser.add_argument("--image", default=os.environ.get("DEMO_IMAGE", "docker.io/library/busybox:1.36"),
+                        help="a busybox image the shim can pull (env DEMO_IMAGE)")
+    parser.add_argument("--ctl", default="/usr/local/bin/podwire-ctl", help="the CRI client")
     parser.add_argument("--netpol", default="/usr/local/bin/podwire-netpol", help="the agent's CLI")
-    parser.add_argument("--metrics", default="127.0.0.1:9742", help="the agent's metrics address")
+    parser.add_argument("--metrics", default=metrics.NETPOL_ADDRESS, help="the agent's metrics address")
     opts = parser.parse_args()
-    netns_was_mounted = run_netns_mounted()
     demo = Demo(opts)
     try:
         return demo.run()
-    except (RuntimeError, subprocess.CalledProcessError) as exc:
+    except (RuntimeError, subprocess.SubprocessError, KeyError, ValueError) as exc:
         print(f"demo: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
         demo.clean_up()
-        release_run_netns(netns_was_mounted)
 
 
 if __name__ == "__main__":
