@@ -3,7 +3,7 @@
 
 Two pods run through podwire-ctl, as a kubelet runs them through the CRI: "web" (busybox httpd
 on port 8080) and "client", in namespace podwire-demo, real containers under runc.  The client
-fetches the web page; a policy that admits nothing to app=web is applied with
+fetches the web page (an HTTP GET through nc); a policy that admits nothing to app=web is applied with
 `podwire-netpol apply`; the fetch fails, the drop shows in `podwire-netpol drops` and in the
 agent's metrics; the policy is deleted and the fetch works again.  The pods are stopped and
 removed at the end, also on failure or Ctrl-C.
@@ -85,10 +85,11 @@ class Demo:
         return status["network"]["ip"]
 
     def fetch(self, web_ip: str) -> bool:
-        """The client fetches the web page (3 s timeout): was it answered?"""
-        proc = self.ctl("exec", "-s", "--timeout", "15", self.containers["client"],
-                        "wget", "-q", "-O", "-", "-T", "3", f"http://{web_ip}:8080/", check=False)
-        return proc.returncode == 0 and "hello-from-web" in proc.stdout
+        """The client fetches the web page (3 s to connect): was it answered?  An HTTP request
+        through nc, not wget: a static glibc busybox's wget crashes in its NSS lookups."""
+        request = f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {web_ip} 8080"
+        proc = self.ctl("exec", "-s", "--timeout", "15", self.containers["client"], "sh", "-c", request, check=False)
+        return "hello-from-web" in proc.stdout
 
     def drops_total(self) -> float | None:
         """The agent's drop counters summed, from its metrics; None when it serves none."""
@@ -121,7 +122,7 @@ class Demo:
         if not any(self.fetch(web) for _ in range(10)):     # httpd may still be starting
             self.say("client -> web: no answer before any policy; stopping")
             return 1
-        self.say("client -> web: wget http://web:8080/ answered (no policy yet)")
+        self.say("client -> web: GET http://web:8080/ answered (no policy yet)")
         drops_before = self.drops_total()
         self.netpol("apply", "-f", "-", stdin=POLICY)
         self.say(f"applied NetworkPolicy {NAMESPACE}/web-deny-ingress (app=web admits nothing)")
