@@ -35,6 +35,7 @@ install)
   rm -rf "$DESTDIR$PREFIX/share/doc/podwire/docs"   # no page of an older version left behind
   install -d "$DESTDIR$PREFIX/share/doc/podwire/docs"
   install -m 0644 docs/*.md "$DESTDIR$PREFIX/share/doc/podwire/docs/"
+  install -D -m 0644 packaging/kubernetes/rbac.yaml "$DESTDIR$PREFIX/share/doc/podwire/kubernetes/rbac.yaml"
   for unit in "${UNITS[@]}"; do
     sed "s|@PREFIX@|$PREFIX|g" "packaging/systemd/$unit" > "$DESTDIR$UNIT_DIR/$unit"
     chmod 0644 "$DESTDIR$UNIT_DIR/$unit"
