@@ -20,6 +20,7 @@ class Health:
         self.metrics = "off"  # the metrics URL, "off", or why the endpoint is not serving
         # Extra readiness checks: each returns a problem or None (e.g. the pod CIDR source).
         self.checks: list[Callable[[], Optional[str]]] = []
+        self.routing: Optional[Callable[[], dict]] = None  # inter-node routing's mode and counts
 
     def problems(self) -> list[str]:
         found = ["podwire-cnid is shutting down"] if self.draining else []
@@ -44,4 +45,5 @@ class Health:
         problems = self.problems()
         return {"ready": not problems, "problems": problems, "pid": os.getpid(),
                 "uptime_s": round(time.time() - self.started, 1),
-                "served": self.served, "in_flight": self.in_flight, "metrics": self.metrics}
+                "served": self.served, "in_flight": self.in_flight, "metrics": self.metrics,
+                **({"routing": self.routing()} if self.routing else {})}

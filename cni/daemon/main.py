@@ -26,6 +26,7 @@ from .wire import DEFAULT_SOCKET
 from .handler import HEALTH, Handler
 from .registry import PLUGINS
 from .health import Health
+from .nodes.model import DEFAULT_PORT, DEFAULT_VNI, MODES
 from .nsbroker import NsBroker
 from .podcidr import PodCidrs
 from .reaper import Reaper
@@ -34,7 +35,8 @@ from .server import Server
 DEFAULT_CONFIG = "/etc/podwire/cnid.toml"
 DEFAULTS = {"socket": DEFAULT_SOCKET, "workers": 32, "request_timeout": 120.0, "pod_cidrs": [],
             "node_name": "", "kubeconfig": "", "pod_cidrs_file": nodecidr.DEFAULT_PATH, "log_level": "info",
-            "log_format": logs.DEFAULT_FORMAT, "metrics_address": CNID_ADDRESS}
+            "log_format": logs.DEFAULT_FORMAT, "metrics_address": CNID_ADDRESS,
+            "routing": "none", "vxlan_vni": DEFAULT_VNI, "vxlan_port": DEFAULT_PORT, "masquerade": True}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -53,6 +55,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--log-format", help=f"{', '.join(logs.FORMATS)}: logfmt or JSON lines (default text)")
     parser.add_argument("--metrics-address", help=f"Prometheus /metrics on HOST:PORT, '' for none "
                                                   f"(default {CNID_ADDRESS})")
+    parser.add_argument("--routing", choices=MODES, help="pod routing between nodes, from the Node objects "
+                                                         "of the cluster (default none)")
+    parser.add_argument("--vxlan-vni", type=int, help=f"the overlay's VNI (default {DEFAULT_VNI})")
+    parser.add_argument("--vxlan-port", type=int, help=f"the overlay's UDP port (default {DEFAULT_PORT})")
+    parser.add_argument("--masquerade", action=argparse.BooleanOptionalAction,
+                        help="with routing: masquerade pod traffic leaving the cluster's pod CIDRs (default on)")
     opts = parser.parse_args(argv)
     settings = {**DEFAULTS, **_load_config(opts.config)}
     for key in DEFAULTS:
@@ -62,6 +70,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         opts.log_level = logs.check_level(opts.log_level)
         logs.check_format(opts.log_format)
         parse_address(opts.metrics_address)
+        if opts.routing not in MODES:
+            raise ValueError(f"routing must be one of {', '.join(MODES)}, not {opts.routing!r}")
+        if opts.routing != "none" and not opts.node_name:
+            raise ValueError(f"routing {opts.routing!r} needs node_name (this node's Node object)")
+        if not 1 <= opts.vxlan_vni < 1 << 24 or not 1 <= opts.vxlan_port <= 65535:
+            raise ValueError("vxlan_vni must be 1..16777215 and vxlan_port 1..65535")
     except ValueError as exc:
         parser.error(str(exc))
     return opts
@@ -100,6 +114,9 @@ def serve(opts: argparse.Namespace) -> int:
     cidrs = PodCidrs(opts.pod_cidrs_file, opts.pod_cidrs, opts.node_name,
                      api_factory=lambda: _kube_api(opts.kubeconfig))
     health.checks.append(cidrs.problem)
+    router, watcher = _routing(opts)
+    health.checks.append(router.problem)
+    health.routing = router.stats
     observer, metrics_server = _start_metrics(opts.metrics_address, health)
     server = Server(opts.socket, Handler(health, PLUGINS, context, opts.request_timeout, observer), opts.workers)
     stop = threading.Event()
@@ -107,11 +124,17 @@ def serve(opts: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     server.start()
     cidrs.start()
+    router.start()
+    if watcher is not None:
+        watcher.start()
     sdnotify.notify("READY=1")
     stop.wait()
     sdnotify.notify("STOPPING=1")
     server.stop()
     cidrs.stop()
+    if watcher is not None:
+        watcher.stop()
+    router.stop()  # routes stay: pods keep talking across nodes while the daemon restarts
     if metrics_server is not None:
         metrics_server.close()
     broker.close()
@@ -133,6 +156,19 @@ def _start_metrics(address: str, health: Health):
     server, problem = metrics.serve(cnid_metrics.registry, address, logging.getLogger("podwire-cnid"))
     health.metrics = server.url if server else problem
     return cnid_metrics, server
+
+
+def _routing(opts: argparse.Namespace):
+    """The reconciler, and the Node watcher feeding it (None in mode none: it only cleans up)."""
+    from ..ipam import nodecidr
+    from .nodes.router import NodeRouter
+    from .nodes.watch import NodeWatcher
+
+    router = NodeRouter(opts.routing, opts.node_name, nodecidr.mtu_path(opts.pod_cidrs_file),
+                        vni=opts.vxlan_vni, port=opts.vxlan_port, masquerade=opts.masquerade)
+    if opts.routing == "none":
+        return router, None
+    return router, NodeWatcher.from_kubeconfig(opts.kubeconfig, router.update)
 
 
 def _kube_api(kubeconfig: str):

@@ -17,6 +17,7 @@ from ..errors import CniError, Code
 
 PATH_ENV = "PODWIRE_POD_CIDRS_FILE"
 DEFAULT_PATH = "/run/podwire/pod-cidrs.json"  # /run: a CIDR from before a reboot is not trusted
+MTU_FILE = "pod-mtu.json"
 PLACEHOLDERS = {"usePodCidr": 4, "usePodCidrIPv6": 6}
 
 
@@ -30,6 +31,21 @@ def publish(cidrs: list[str], where: str = "") -> None:
     nets = [str(ipaddress.ip_network(c)) for c in cidrs]
     os.makedirs(os.path.dirname(where) or ".", exist_ok=True)
     atomic.write_bytes(where, json.dumps({"podCIDRs": nets}).encode(), mode=0o644)
+
+
+def mtu_path(cidrs_path: str = "") -> str:
+    """Where podwire-cnid publishes the pods' MTU in an overlay mode: next to the CIDRs."""
+    return os.path.join(os.path.dirname(cidrs_path or path()), MTU_FILE)
+
+
+def pod_mtu() -> int:
+    """The MTU podwire-cnid asks pods to use (a VXLAN overlay's), 0 when it asks none.
+    The plugin uses it when the conflist sets no ``mtu``."""
+    try:
+        with open(mtu_path()) as f:
+            return int(json.load(f).get("mtu") or 0)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return 0  # no overlay (the usual case), or unreadable: the link's default
 
 
 def read(where: str = "") -> list[str]:

@@ -7,9 +7,11 @@ leaves no veth, no route, no firewall rule and no IPAM lease behind.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 from .. import netlink
 from ..context import Context
+from ..ipam import nodecidr
 from ..skel import CmdArgs
 from . import bridge, config, firewall, ipam, netpol, pod, result, routed, veth
 from .naming import attachment_key, host_alias, host_veth_name
@@ -18,6 +20,9 @@ from .pod import ROUTED_GW4, ROUTED_GW6
 
 def add(args: CmdArgs) -> dict:
     conf = config.parse(args.config, args.args)
+    if not conf.mtu:
+        # podwire-cnid's overlay (routing = "vxlan") publishes the MTU its encapsulation leaves.
+        conf = dataclasses.replace(conf, mtu=nodecidr.pod_mtu())
     with netlink.netns(args.context, args.netns) as ns:  # one socket in the pod's namespace for every step
         return _add(args, conf, ns)
 
