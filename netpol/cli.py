@@ -20,8 +20,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--cni-socket", default=paths.CNI_SOCKET)
     s.add_argument("--state-dir", default=paths.STATE_DIR)
     s.add_argument("--pin-dir", default=paths.PIN_DIR)
+    s.add_argument("--service-mark", type=lambda v: int(v, 0), default=0x02000000,
+                   help="skb mark bit tagging Service traffic whose egress check waits for kube-proxy's DNAT "
+                        "(default 0x02000000; clear of kube-proxy's 0x4000/0x8000; 0 judges by the Service "
+                        "address instead)")
     s.add_argument("--watch-dir", default="", help="apply and follow the manifests in this directory")
-    s.add_argument("--kubernetes", action="store_true", help="watch policies, namespaces and pods in the API")
+    s.add_argument("--kubernetes", action="store_true", help="watch policies, namespaces, pods and services in the API")
     s.add_argument("--kubeconfig", default=None)
     s.add_argument("--node-name", default=os.environ.get("NODE_NAME", ""))
     s.add_argument("-v", "--verbose", action="store_true", help="same as --log-level debug")

@@ -12,6 +12,7 @@ from google.protobuf.json_format import MessageToDict
 from .client import Client
 
 KIND = "networkpolicy.networking.k8s.io"
+KINDS = {"service": "service"}  # PolicyResult.kind -> what kubectl prints; default KIND
 
 
 def _read(sources: list[str]) -> list[tuple[str, str]]:
@@ -52,7 +53,7 @@ def apply(client: Client, opts) -> int:
     for _source, text in _read(opts.filename):
         for r in client.apply(text, source="cli", namespace=opts.namespace, dry_run=opts.dry_run):
             suffix = " (dry run)" if opts.dry_run else ""
-            print(f"{KIND}/{r.name} {r.action}{suffix}")
+            print(f"{KINDS.get(r.kind, KIND)}/{r.name} {r.action}{suffix}")
     return 0
 
 
@@ -63,7 +64,7 @@ def delete(client: Client, opts) -> int:
     for _, text in _read(opts.filename):
         results += client.delete(opts.namespace, manifest=text, ignore_not_found=opts.ignore_not_found)
     for r in results:
-        print(f'{KIND} "{r.name}" deleted')
+        print(f'{KINDS.get(r.kind, KIND)} "{r.name}" deleted')
     return 0
 
 
@@ -125,6 +126,7 @@ def stats(client: Client, opts) -> int:
     print(_table(rows))
     print(f"\nallow entries: {s.policy_entries}   ipcache prefixes: {s.ipcache_entries}   "
           f"drop events suppressed: {s.events_suppressed}")
+    print(f"service traffic: {s.service_enforcement or 'unknown'}   service frontends: {s.service_frontends}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Multi-document Kubernetes YAML/JSON -> NetworkPolicy and Namespace objects.
+"""Multi-document Kubernetes YAML/JSON -> NetworkPolicy, Namespace and Service objects.
 
 Accepts what `kubectl apply -f` accepts for these kinds: several documents
 separated by `---`, `kind: List` / `NetworkPolicyList` wrappers, JSON.  A
@@ -13,6 +13,7 @@ import yaml
 from .errors import InvalidPolicy
 from .model import NetworkPolicy
 from .parse import parse_policy
+from .services import Service, service_from_object
 
 # libyaml's parser when PyYAML has it: 3x faster on 10,000-rule policies.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -23,6 +24,7 @@ class Manifest:
     policies: list[NetworkPolicy] = dataclasses.field(default_factory=list)
     objects: dict[str, dict] = dataclasses.field(default_factory=dict)  # policy key -> the object as given
     namespaces: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    services: dict[str, Service] = dataclasses.field(default_factory=dict)  # by key
 
 
 def load_documents(text: str, source: str = "<stdin>") -> list[dict]:
@@ -32,7 +34,7 @@ def load_documents(text: str, source: str = "<stdin>") -> list[dict]:
         raise InvalidPolicy(f"error parsing {source}: error converting YAML to JSON: {_yaml_reason(exc)}") from None
     out: list[dict] = []
     for doc in docs:
-        if isinstance(doc, dict) and doc.get("kind") in ("List", "NetworkPolicyList"):
+        if isinstance(doc, dict) and doc.get("kind") in ("List", "NetworkPolicyList", "ServiceList"):
             out.extend(i for i in doc.get("items") or [] if i is not None)
         else:
             out.append(doc)
@@ -55,6 +57,12 @@ def parse_manifest(text: str, source: str = "<stdin>", default_namespace: str = 
                 raise InvalidPolicy('Namespace "" is invalid: metadata.name: Required value: name or '
                                     'generateName is required')
             manifest.namespaces[meta["name"]] = dict(meta.get("labels") or {})
+            continue
+        if isinstance(doc, dict) and doc.get("kind") == "Service" and doc.get("apiVersion") == "v1":
+            svc = service_from_object(doc, default_namespace)
+            if svc.key in manifest.services:
+                raise InvalidPolicy(f"{source}: Service {svc.key} appears twice")
+            manifest.services[svc.key] = svc
             continue
         policy = parse_policy(doc, default_namespace)
         if policy.key in seen:

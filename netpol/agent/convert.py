@@ -25,7 +25,7 @@ def endpoint_message(view: EndpointView) -> pb.Endpoint:
 
 
 def results_message(results: list[PolicyResult]) -> list[pb.PolicyResult]:
-    return [pb.PolicyResult(namespace=r.namespace, name=r.name, action=r.action) for r in results]
+    return [pb.PolicyResult(namespace=r.namespace, name=r.name, action=r.action, kind=r.kind) for r in results]
 
 
 def policy_message(view: PolicyView) -> pb.Policy:
@@ -54,4 +54,5 @@ def stats_message(view: StatsView) -> pb.Stats:
                                  entries=entries) for key, pair, entries in view.policies],
         verdicts=[pb.VerdictStats(reason=r, direction=d, counter=_counter(pair)) for r, d, pair in view.verdicts],
         policy_entries=view.policy_entries, ipcache_entries=view.ipcache_entries,
-        events_suppressed=view.events_suppressed)
+        events_suppressed=view.events_suppressed, service_enforcement=view.service_enforcement,
+        service_frontends=view.service_frontends)

@@ -21,8 +21,9 @@ from ..datapath.events import DropEvent
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from ..manifest import parse_manifest
 from ..model import Pod
+from ..services import Service, frontends
 from . import drops as drop_views
-from .store import EndpointRecord, PolicyRecord, State, Store
+from .store import EndpointRecord, PolicyRecord, ServiceRecord, State, Store
 from .validate import merge_pod, validate_pod
 from .views import EndpointView, PolicyResult, PolicyView
 
@@ -46,7 +47,8 @@ class Agent:
         self._ifindex: dict[str, int] = {}  # pod key -> ifindex of its host veth
         self._desired = Desired(endpoints=dict(current.endpoints))
         self.drops = drop_views.DropLog(drop_history)
-        # Told of every change: (what changed: "policy", "namespace" or "endpoint", seconds from the
+        self._frontends: tuple[dict, frozenset] = ({}, frozenset())  # services -> their frontends, memo
+        # Told of every change: (what changed: "policy", "namespace", "endpoint" or "service", seconds from the
         # change reaching the agent to the maps holding it, whether it took effect) -- the metrics.
         self.update_listeners: list[Callable[[str, float, bool], None]] = []
 
@@ -141,6 +143,27 @@ class Agent:
         with self._lock:
             return dict(self.state.namespaces)
 
+    # -- services -------------------------------------------------------------------------------
+    # Services never change a verdict, only where egress to them is judged (after DNAT).
+    def upsert_service(self, service: Service, source: str = "cli") -> None:
+        self._transaction(lambda s: s.services.__setitem__(service.key, ServiceRecord(service, source)), "service")
+
+    def remove_service(self, namespace: str, name: str) -> bool:
+        with self._lock:
+            key = f"{namespace or 'default'}/{name}"
+            if key not in self.state.services:
+                return False
+            self._transaction(lambda s: s.services.pop(key, None), "service")
+            return True
+
+    def service_keys(self, source: str = "") -> list[str]:
+        with self._lock:
+            return sorted(k for k, r in self.state.services.items() if not source or r.source == source)
+
+    def services(self) -> list[Service]:
+        with self._lock:
+            return [self.state.services[k].service for k in sorted(self.state.services)]
+
     # -- policies -------------------------------------------------------------------------------
     def apply(self, text: str, source: str = "cli", default_namespace: str = "default", dry_run: bool = False,
               prune: bool = False) -> list[PolicyResult]:
@@ -151,6 +174,7 @@ class Agent:
             results = []
             for name, labels in manifest.namespaces.items():
                 state.namespaces[name] = labels
+            results.extend(_apply_services(state, manifest.services, source, prune))
             for policy in manifest.policies:
                 raw, old = manifest.objects[policy.key], state.policies.get(policy.key)
                 if old is not None and old.manifest == raw and old.source == source:
@@ -187,12 +211,23 @@ class Agent:
                manifest: str = "", ignore_not_found: bool = False) -> list[PolicyResult]:
         """kubectl delete's forms: names in a namespace, --all, or the objects of a manifest."""
         keys = self.policy_keys(namespace) if all_in_namespace else [f"{namespace or 'default'}/{n}" for n in names]
+        services: list[str] = []
         if manifest:
-            keys += [p.key for p in parse_manifest(manifest, "manifest", namespace or "default").policies]
-        return self.delete_policies(keys, ignore_not_found or all_in_namespace)
+            parsed = parse_manifest(manifest, "manifest", namespace or "default")
+            keys += [p.key for p in parsed.policies]
+            services = list(parsed.services)
+        results = self.delete_policies(keys, ignore_not_found or all_in_namespace)
+        for key in services:
+            if self.remove_service(*key.split("/", 1)):
+                results.append(PolicyResult(*key.split("/", 1), "deleted", "service"))
+        return results
 
     def delete_source(self, source: str) -> list[PolicyResult]:
-        return self.delete_policies(self.policy_keys(source=source), ignore_not_found=True)
+        results = self.delete_policies(self.policy_keys(source=source), ignore_not_found=True)
+        for key in self.service_keys(source):
+            if self.remove_service(*key.split("/", 1)):
+                results.append(PolicyResult(*key.split("/", 1), "deleted", "service"))
+        return results
 
     def policy_keys(self, namespace: str = "", source: str = "") -> list[str]:
         with self._lock:
@@ -250,6 +285,7 @@ class Agent:
                        for k, r in self.state.endpoints.items() if r.ep_id and k in self._ifindex}
         cookies = {k: r.cookie for k, r in self.state.policies.items()}
         desired = self.compiler.compile(self.state.world(), attachments, cookies)
+        desired.services = self._service_frontends()
         old = set(self._desired.endpoints)
         for ifindex in old - set(desired.endpoints):
             self.datapath.detach(ifindex)  # before its entry goes, or it would drop as unknown
@@ -259,6 +295,12 @@ class Agent:
                 self.datapath.attach(ifindex)
         self._desired = desired
         self.drops.index(self.state, self._desired)
+
+    def _service_frontends(self) -> frozenset:
+        if self._frontends[0] != self.state.services:
+            services = dict(self.state.services)
+            self._frontends = (services, frontends(r.service for r in services.values()))
+        return self._frontends[1]
 
     def _resolve_interfaces(self) -> list[str]:
         gone = []
@@ -303,6 +345,22 @@ def _lowest_free(used: set[int], limit: int, what: str) -> int:
         if candidate not in used:
             return candidate
     raise ResourceExhausted(f"no free {what} (limit {limit})")
+
+
+def _apply_services(state: State, services: dict[str, Service], source: str, prune: bool) -> list[PolicyResult]:
+    results = []
+    for key, svc in services.items():
+        old = state.services.get(key)
+        if old is not None and old.service == svc and old.source == source:
+            results.append(PolicyResult(svc.namespace, svc.name, "unchanged", "service"))
+            continue
+        state.services[key] = ServiceRecord(svc, source)
+        results.append(PolicyResult(svc.namespace, svc.name, "configured" if old else "created", "service"))
+    if prune:
+        for key in [k for k, r in state.services.items() if r.source == source and k not in services]:
+            svc = state.services.pop(key).service
+            results.append(PolicyResult(svc.namespace, svc.name, "deleted", "service"))
+    return results
 
 
 def _without_interface(pod: Pod) -> Pod:

@@ -127,4 +127,5 @@ def stats_view(state: State, desired: Desired, datapath) -> StatsView:
         verdicts=[(names.get(r, str(r)), "ingress" if d == DIR_INGRESS else "egress", pair)
                   for (r, d), pair in sorted(counters.verdicts.items())],
         policy_entries=len(desired.policy), ipcache_entries=len(desired.ipcache),
-        events_suppressed=counters.events_suppressed)
+        events_suppressed=counters.events_suppressed,
+        service_enforcement=getattr(datapath, "service_enforcement", ""), service_frontends=len(desired.services))

@@ -1,10 +1,10 @@
-"""The agent's own record of pods, namespaces and policies, persisted under a state directory.
+"""The agent's own record of pods, namespaces, policies and Services, persisted under a state directory.
 
 The pinned BPF maps are the truth for what is enforced now; this store is the
 truth for *why* (the objects).  On restart the agent recompiles from the store
 and syncs the maps, changing nothing if nothing changed.
 
-Layout: namespaces.json, endpoints.json and one policies/<namespace>_<name>.json
+Layout: namespaces.json, endpoints.json, services.json and one policies/<namespace>_<name>.json
 per policy, so a change rewrites only what changed (a 10,000-rule policy is not
 rewritten because a pod came up).  Every file is replaced atomically (temp
 file, fsync, rename).  Records are immutable and replaced on change, which
@@ -21,6 +21,7 @@ from cni import atomic
 
 from ..model import NamedPort, NetworkPolicy, Pod, World
 from ..parse import parse_policy
+from ..services import Service, service_from_dict, service_to_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,11 +38,18 @@ class EndpointRecord:
     ep_id: int = 0   # datapath id while the pod has an interface on this node
 
 
+@dataclasses.dataclass(frozen=True)
+class ServiceRecord:
+    service: Service
+    source: str
+
+
 @dataclasses.dataclass
 class State:
     namespaces: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
     endpoints: dict[str, EndpointRecord] = dataclasses.field(default_factory=dict)
     policies: dict[str, PolicyRecord] = dataclasses.field(default_factory=dict)
+    services: dict[str, ServiceRecord] = dataclasses.field(default_factory=dict)
 
     def world(self) -> World:
         return World(pods=[r.pod for r in self.endpoints.values()], namespaces=dict(self.namespaces),
@@ -49,7 +57,7 @@ class State:
 
     def copy(self) -> "State":
         """A snapshot: records are never mutated, only replaced, so the dicts suffice."""
-        return State(dict(self.namespaces), dict(self.endpoints), dict(self.policies))
+        return State(dict(self.namespaces), dict(self.endpoints), dict(self.policies), dict(self.services))
 
 
 class Store:
@@ -64,6 +72,8 @@ class Store:
         state.namespaces = _read(os.path.join(self.dir, "namespaces.json"), {})
         for key, e in _read(os.path.join(self.dir, "endpoints.json"), {}).items():
             state.endpoints[key] = EndpointRecord(_pod_from(e["pod"]), e.get("ep_id", 0))
+        for key, e in _read(os.path.join(self.dir, "services.json"), {}).items():
+            state.services[key] = ServiceRecord(service_from_dict(e["service"]), e["source"])
         pdir = os.path.join(self.dir, "policies")
         for name in sorted(os.listdir(pdir)) if os.path.isdir(pdir) else []:
             if name.endswith(".json"):
@@ -82,6 +92,9 @@ class Store:
         if state.endpoints != self._saved.endpoints:
             _write(os.path.join(self.dir, "endpoints.json"),
                    {k: {"pod": _pod_to(r.pod), "ep_id": r.ep_id} for k, r in state.endpoints.items()})
+        if state.services != self._saved.services:
+            _write(os.path.join(self.dir, "services.json"),
+                   {k: {"service": service_to_dict(r.service), "source": r.source} for k, r in state.services.items()})
         for key, rec in state.policies.items():
             if self._saved.policies.get(key) is not rec:
                 _write(self._policy_path(key), {"manifest": rec.manifest, "source": rec.source, "cookie": rec.cookie})

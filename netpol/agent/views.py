@@ -27,6 +27,7 @@ class PolicyResult:
     namespace: str
     name: str
     action: str  # created, configured, unchanged, deleted
+    kind: str = "networkpolicy"  # or "service"
 
 
 @dataclasses.dataclass
@@ -54,3 +55,5 @@ class StatsView:
     policy_entries: int
     ipcache_entries: int
     events_suppressed: int = 0
+    service_enforcement: str = ""
+    service_frontends: int = 0

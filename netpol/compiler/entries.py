@@ -60,6 +60,10 @@ class Desired:
     endpoints: dict[int, EndpointEntry] = dataclasses.field(default_factory=dict)  # by ifindex
     ipcache: dict[IPNetwork, IpcacheEntry] = dataclasses.field(default_factory=dict)
     policy: dict[PolicyKey, int] = dataclasses.field(default_factory=dict)  # -> cookie
+    # Service frontends (netpol/services.py Frontend) whose egress check waits for DNAT.
+    services: frozenset = dataclasses.field(default_factory=frozenset)
+    # ep_id -> (ifindex, flags): pw_ep_ids, derived from endpoints by the sync (not the compiler).
+    ep_ids: dict[int, tuple[int, int]] = dataclasses.field(default_factory=dict, compare=False, repr=False)
     # Keys whose entry may differ from the previous compile's (None: unknown, diff them all).
     policy_changes: Optional[set[PolicyKey]] = dataclasses.field(default=None, compare=False, repr=False)
 

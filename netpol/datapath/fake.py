@@ -11,7 +11,8 @@ from .sync import SyncStats
 
 
 # max_entries of the maps that can fill (netpol/bpf/lib/maps.h, PW_MAX_*)
-CAPACITY = {"pw_endpoints": 16384, "pw_ipcache": 524288, "pw_policy": 1048576, "pw_ct": 262144}
+CAPACITY = {"pw_endpoints": 16384, "pw_ipcache": 524288, "pw_policy": 1048576, "pw_ct": 262144,
+            "pw_services": 65536}
 
 
 class FakeDatapath:
@@ -24,6 +25,7 @@ class FakeDatapath:
         self._drop_callback: Callable[[DropEvent], None] | None = None
         self.ct_entries = 0
         self.counters_value: Counters | None = None  # what counters() returns, when a test sets it
+        self.service_enforcement = "post-dnat (fake)"
 
     def current(self) -> Desired:
         return self.maps
@@ -33,7 +35,8 @@ class FakeDatapath:
             exc, self.fail_next_sync = self.fail_next_sync, None
             raise exc
         self.syncs += 1
-        self.maps = Desired(dict(desired.endpoints), dict(desired.ipcache), dict(desired.policy))
+        self.maps = Desired(dict(desired.endpoints), dict(desired.ipcache), dict(desired.policy),
+                            services=desired.services)
         self.last_changes = desired.policy_changes
         return SyncStats()
 
@@ -58,7 +61,7 @@ class FakeDatapath:
 
     def map_fill(self) -> dict[str, tuple[int, int]]:
         sizes = {"pw_endpoints": len(self.maps.endpoints), "pw_ipcache": len(self.maps.ipcache),
-                 "pw_policy": len(self.maps.policy), "pw_ct": self.ct_entries}
+                 "pw_policy": len(self.maps.policy), "pw_ct": self.ct_entries, "pw_services": len(self.maps.services)}
         return {name: (n, CAPACITY[name]) for name, n in sizes.items()}
 
     def reset_policy_counter(self, cookie: int) -> None:

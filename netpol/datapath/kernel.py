@@ -1,23 +1,51 @@
-"""The real datapath: programs loaded with bcc, maps pinned, tc on host veths."""
+"""The real datapath: programs loaded with bcc, maps pinned, tc on host veths,
+and the post-DNAT check for Service traffic on netfilter PRE_ROUTING (nfhook.py)."""
 from __future__ import annotations
 
 import ctypes as ct
 from typing import Callable, Iterable
 
 from ..compiler import Desired
-from . import sync, tc
+import logging
+
+from . import maps as m
+from . import nfhook, sync, tc
 from .counters import Counters, EndpointCounters
 from .events import DropEvent, DropReader
 from .loader import DEFAULT_PIN_DIR, PROGRAMS, Programs
 from .reasons import REASON_MAX
 
 
+log = logging.getLogger("podwire.netpol")
+DEFAULT_SERVICE_MARK = 0x02000000
+
+
 class KernelDatapath:
-    def __init__(self, pin_dir: str = DEFAULT_PIN_DIR):
+    def __init__(self, pin_dir: str = DEFAULT_PIN_DIR, service_mark: int = DEFAULT_SERVICE_MARK):
         self.programs = Programs(pin_dir)
+        self.service_enforcement = self._hook_services(service_mark)
         self._current = sync.read_current(self.programs)
         self._reader: DropReader | None = None
         self._synced_ipcache: dict | None = None  # the compiler hands out a new dict only on change
+
+    def _hook_services(self, mark: int) -> str:
+        """Link the post-DNAT check and tell from_pod to defer to it; or, where it cannot be
+        linked, keep judging Service traffic by the Service address (and say so: health)."""
+        p, error = self.programs, self.programs.nf_error
+        if not error and mark:
+            try:
+                nfhook.attach(p.nf_fd, p.pin_dir)
+            except nfhook.NfHookError as exc:
+                error = str(exc)
+        elif not mark:
+            error = "disabled (--service-mark 0)"
+        p.service_config.update(ct.c_uint32(0), m.ServiceConfig(mark=mark if not error else 0,
+                                                                deferred=0 if error else 1))
+        if error:
+            nfhook.detach(p.pin_dir)  # after from_pod stopped deferring to it
+            log.warning("Service traffic is judged before DNAT, by the Service address: %s", error)
+            return f"pre-dnat ({error})"
+        return f"post-dnat (mark {mark:#x})"
 
     def current(self) -> Desired:
         return self._current
@@ -70,7 +98,7 @@ class KernelDatapath:
         counted.  The array maps are preallocated and always "full": not listed."""
         p, cur = self.programs, self._current
         sizes = {"pw_endpoints": len(cur.endpoints), "pw_ipcache": len(cur.ipcache), "pw_policy": len(cur.policy),
-                 "pw_ct": p.ct.count()}
+                 "pw_ct": p.ct.count(), "pw_services": len(cur.services)}
         return {name: (n, self._max_entries(name)) for name, n in sizes.items()}
 
     def _max_entries(self, name: str) -> int:

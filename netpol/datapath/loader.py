@@ -4,6 +4,11 @@ bcc rewrites map method calls (``pw_ct.lookup(&k)``) only in the main source
 file, not in included headers, so we inline our own ``#include "lib/..."``
 lines before handing the text over; both attach points are loaded from one
 text so they share one set of maps (and one drop ring buffer).
+
+The netfilter program (nf_post_dnat.c) needs struct offsets of the running
+kernel (btf.py); without BTF, or on a kernel that cannot load
+BPF_PROG_TYPE_NETFILTER, it is left out and `nf_error` says why: the agent
+then keeps judging Service traffic by the Service address (see nfhook.py).
 """
 from __future__ import annotations
 
@@ -15,12 +20,15 @@ import subprocess
 
 from ..errors import DatapathError
 from ..paths import PIN_DIR as DEFAULT_PIN_DIR
+from . import btf
 from . import maps as m
 from .bpfmap import BpfMap
 
 BPF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bpf")
-SOURCES = ("from_pod.c", "to_pod.c")  # one file per attach point
+SOURCES = ("from_pod.c", "to_pod.c", "nf_post_dnat.c")  # one file per attach point
 PROGRAMS = {"from_pod": "ingress", "to_pod": "egress"}  # function -> tc hook on the host veth
+NF_PROGRAM = "nf_post_dnat"
+BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER = 32, 45
 BPFFS = "/sys/fs/bpf"
 
 _INCLUDE = re.compile(r'^\s*#include\s+"([^"]+)"\s*$')
@@ -66,11 +74,24 @@ class Programs:
 
         ensure_bpffs(pin_dir)
         self.pin_dir = pin_dir
+        self.nf_fd = -1
+        self.nf_error = ""
+        cflags = [f'-DPIN_DIR="{pin_dir}"', "-Wno-unused-function"]
         try:
-            self.bpf = BPF(text=source_text().encode(), cflags=[f'-DPIN_DIR="{pin_dir}"', "-Wno-unused-function"])
+            cflags += [f"-D{name}={value}" for name, value in btf.nf_defines().items()]
+        except btf.BtfError as exc:
+            self.nf_error = f"no kernel BTF for the post-DNAT check: {exc}"
+        try:
+            self.bpf = BPF(text=source_text().encode(), cflags=cflags)
             self.fns = {name: self.bpf.load_func(name.encode(), BPF.SCHED_CLS) for name in PROGRAMS}
         except Exception as exc:  # bcc raises bare Exception for compile and verifier errors
             raise DatapathError(f"loading BPF programs: {exc}") from exc
+        if not self.nf_error:
+            try:
+                fn = self.bpf.load_func(NF_PROGRAM.encode(), BPF_PROG_TYPE_NETFILTER, attach_type=BPF_NETFILTER)
+                self.nf_fd = fn.fd
+            except Exception as exc:  # an old kernel: no netfilter programs
+                self.nf_error = f"cannot load the netfilter program: {exc}"
         self.endpoints = self._map("pw_endpoints", ct.c_uint32, m.EndpointInfo)
         self.ipcache = self._map("pw_ipcache", m.IpcacheKey, m.IpcacheValue)
         self.policy = self._map("pw_policy", m.PolicyKeyC, m.PolicyValue)
@@ -80,6 +101,9 @@ class Programs:
         self.ep_stats = self._map("pw_ep_stats", ct.c_uint32, m.EpCounters, percpu=True)
         self.policy_stats = self._map("pw_policy_stats", ct.c_uint32, m.Counter, percpu=True)
         self.event_budget = self._map("pw_event_budget", ct.c_uint32, m.EventBudget, percpu=True)
+        self.ep_ids = self._map("pw_ep_ids", ct.c_uint32, m.EpRef)
+        self.services = self._map("pw_services", m.ServiceKey, m.ServiceValue)
+        self.service_config = self._map("pw_service_config", ct.c_uint32, m.ServiceConfig)
 
     def _map(self, name: str, key, value, percpu: bool = False) -> BpfMap:
         return BpfMap(self.table(name).map_fd, name, key, value, percpu)

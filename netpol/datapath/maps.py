@@ -15,6 +15,7 @@ import socket
 
 from ..compiler.entries import L4_BITS, EndpointEntry, IpcacheEntry, PolicyKey
 from ..model import IPNetwork
+from ..services import Frontend
 
 U8, U16, U32, U64 = ct.c_uint8, ct.c_uint16, ct.c_uint32, ct.c_uint64
 
@@ -72,10 +73,27 @@ class DropEventC(ct.Structure):  # must be in sync with struct drop_event
                 ("proto", U8), ("dir", U8), ("reason", U8), ("family", U8), ("pad", U32)]
 
 
+class EpRef(ct.Structure):  # must be in sync with struct ep_ref
+    _fields_ = [("ifindex", U32), ("flags", U32)]
+
+
+class ServiceKey(ct.Structure):  # must be in sync with struct service_key
+    _fields_ = [("addr", U8 * 16), ("port", U16), ("proto", U8), ("pad", U8)]
+
+
+class ServiceValue(ct.Structure):  # must be in sync with struct service_value
+    _fields_ = [("flags", U32)]
+
+
+class ServiceConfig(ct.Structure):  # must be in sync with struct service_config
+    _fields_ = [("mark", U32), ("deferred", U32)]
+
+
 MIRRORS = {  # C struct name -> mirror, for the layout checks
     "endpoint_info": EndpointInfo, "ipcache_key": IpcacheKey, "ipcache_value": IpcacheValue,
     "policy_key": PolicyKeyC, "policy_value": PolicyValue, "ct_key": CtKey, "ct_value": CtValue, "config": Config,
     "counter": Counter, "ep_counters": EpCounters, "event_budget": EventBudget, "drop_event": DropEventC,
+    "ep_ref": EpRef, "service_key": ServiceKey, "service_value": ServiceValue, "service_config": ServiceConfig,
 }
 
 _POLICY_EXACT_BITS = 96  # ep_id, dir + pad1, identity
@@ -135,6 +153,18 @@ def policy_key(key: PolicyKey) -> PolicyKeyC:
 def policy_key_of(c: PolicyKeyC) -> PolicyKey:
     return PolicyKey(socket.ntohl(c.ep_id), c.dir, socket.ntohl(c.identity), c.proto,
                      socket.ntohs(c.dport), _l4_bits(c.prefixlen))
+
+
+def service_key(frontend: Frontend) -> ServiceKey:
+    key = ServiceKey(port=frontend.port, proto=frontend.proto)
+    if frontend.addr is not None:  # else all-zero: a NodePort, any address
+        key.addr[:] = mapped(frontend.addr)
+    return key
+
+
+def frontend_of(key: ServiceKey) -> Frontend:
+    raw = bytes(key.addr)
+    return Frontend(None if raw == bytes(16) else unmapped(raw), key.port, key.proto)
 
 
 def endpoint_info(entry: EndpointEntry) -> EndpointInfo:

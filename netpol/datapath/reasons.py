@@ -13,6 +13,7 @@ FWD_REPLY = 3
 FWD_HOST = 4
 FWD_SELF = 5
 FWD_CONTROL = 6
+FWD_DEFERRED = 7
 
 DROP_POLICY = 16
 DROP_SPOOFED_SOURCE = 17
@@ -20,6 +21,7 @@ DROP_UNKNOWN_ENDPOINT = 18
 DROP_MALFORMED = 19
 DROP_UNSUPPORTED_L3 = 20
 DROP_NO_CONNECTION = 21
+DROP_SERVICE_BYPASS = 22
 
 REASON_MAX = 32
 
@@ -31,12 +33,14 @@ REASONS: dict[str, tuple[int, str]] = {
     "FWD_HOST": (FWD_HOST, "from the node"),
     "FWD_SELF": (FWD_SELF, "pod to itself"),
     "FWD_CONTROL": (FWD_CONTROL, "ARP / neighbour discovery"),
+    "FWD_DEFERRED": (FWD_DEFERRED, "to a Service: judged after DNAT"),
     "DROP_POLICY": (DROP_POLICY, "Policy denied"),
     "DROP_SPOOFED_SOURCE": (DROP_SPOOFED_SOURCE, "Source address not the pod's"),
     "DROP_UNKNOWN_ENDPOINT": (DROP_UNKNOWN_ENDPOINT, "Unknown endpoint"),
     "DROP_MALFORMED": (DROP_MALFORMED, "Malformed packet"),
     "DROP_UNSUPPORTED_L3": (DROP_UNSUPPORTED_L3, "Unsupported L3 protocol"),
     "DROP_NO_CONNECTION": (DROP_NO_CONNECTION, "Reply without a tracked connection"),
+    "DROP_SERVICE_BYPASS": (DROP_SERVICE_BYPASS, "Service traffic that bypassed the post-DNAT check"),
 }
 TEXT = {code: text for code, text in REASONS.values()}
 

@@ -34,6 +34,9 @@ def read_current(programs) -> Desired:
         cur.ipcache[m.ipcache_net(key)] = IpcacheEntry(value.identity, value.ep_id)
     for key, value in programs.policy.items():
         cur.policy[m.policy_key_of(key)] = value.cookie
+    for key, ref in programs.ep_ids.items():
+        cur.ep_ids[key.value] = (ref.ifindex, ref.flags)
+    cur.services = frozenset(m.frontend_of(key) for key, _ in programs.services.items())
     return cur
 
 
@@ -56,6 +59,14 @@ def apply(programs, current: Desired, desired: Desired, ipcache_unchanged: bool 
             current.ipcache[net] = entry
             stats.updated += 1
     known_ids = {e.ep_id for e in current.endpoints.values()}
+    # pw_ep_ids before pw_endpoints: once from_pod defers a pod's packet, the netfilter
+    # program must find the pod by id.
+    ep_ids = {ep.ep_id: (ifindex, ep.flags) for ifindex, ep in desired.endpoints.items()}
+    for ep_id, ref in ep_ids.items():
+        if current.ep_ids.get(ep_id) != ref:
+            programs.ep_ids.update(ct.c_uint32(ep_id), m.EpRef(ifindex=ref[0], flags=ref[1]))
+            current.ep_ids[ep_id] = ref
+            stats.updated += 1
     for ifindex, ep in desired.endpoints.items():
         if current.endpoints.get(ifindex) != ep:
             if ep.ep_id not in known_ids:
@@ -71,12 +82,32 @@ def apply(programs, current: Desired, desired: Desired, ipcache_unchanged: bool 
         programs.ipcache.delete(m.ipcache_key(net))
         del current.ipcache[net]
         stats.removed += 1
+    for ep_id in [i for i in current.ep_ids if i not in ep_ids]:
+        programs.ep_ids.delete(ct.c_uint32(ep_id))
+        del current.ep_ids[ep_id]
+        stats.removed += 1
+    _sync_services(programs, current, desired, stats)
     stale = current.policy if desired.policy_changes is None else desired.policy_changes
     for key in [k for k in stale if k not in desired.policy and k in current.policy]:
         programs.policy.delete(m.policy_key(key))
         del current.policy[key]
         stats.removed += 1
     return stats
+
+
+def _sync_services(programs, current: Desired, desired: Desired, stats: SyncStats) -> None:
+    """Either order is safe: a frontend deferred or not is judged by the same policy."""
+    if desired.services == current.services:
+        return
+    value = m.ServiceValue(flags=0)
+    for frontend in desired.services - current.services:
+        programs.services.update(m.service_key(frontend), value)
+        current.services = current.services | {frontend}
+        stats.added += 1
+    for frontend in current.services - desired.services:
+        programs.services.delete(m.service_key(frontend))
+        current.services = current.services - {frontend}
+        stats.removed += 1
 
 
 def bump_generation(programs) -> int:

@@ -1,10 +1,12 @@
-"""The Kubernetes API as a source: NetworkPolicies, Namespaces and Pods.
+"""The Kubernetes API as a source: NetworkPolicies, Namespaces, Pods and Services.
 
 Uses the official `kubernetes` client (list, then watch from the list's
 resourceVersion; relist when the watch expires).  Pods of every node are
 needed as policy peers; pods of this node additionally get their host
 interface from the CNI hook.  hostNetwork pods are skipped: their address is
-the node's, which policies can only match through ipBlock.
+the node's, which policies can only match through ipBlock.  Services give the
+frontends whose egress check waits for kube-proxy's DNAT (netpol/services.py);
+EndpointSlices are not watched: the backend is read from the DNATed packet.
 
 The API objects are injected (`core`, `networking`, `watch_factory`), so
 tests drive this with fakes and no cluster.
@@ -18,6 +20,7 @@ from typing import Any, Callable, Optional
 
 from ..errors import NetpolError
 from ..model import NamedPort, Pod
+from ..services import service_from_object
 
 log = logging.getLogger("podwire.netpol")
 SOURCE = "kubernetes"
@@ -56,11 +59,12 @@ class KubeSource:
         return cls(agent, client.CoreV1Api(api), client.NetworkingV1Api(api), watch.Watch,
                    serialize=api.sanitize_for_serialization)
 
-    # -- the three kinds -------------------------------------------------------------------------
+    # -- the four kinds --------------------------------------------------------------------------
     def kinds(self) -> list[tuple[str, Callable, Callable[[str, dict], None]]]:
         return [("namespaces", self.core.list_namespace, self._namespace),
                 ("pods", self.core.list_pod_for_all_namespaces, self._pod),
-                ("networkpolicies", self.networking.list_network_policy_for_all_namespaces, self._policy)]
+                ("networkpolicies", self.networking.list_network_policy_for_all_namespaces, self._policy),
+                ("services", self.core.list_service_for_all_namespaces, self._service)]
 
     def _namespace(self, kind: str, obj: dict) -> None:
         meta = obj.get("metadata") or {}
@@ -88,6 +92,13 @@ class KubeSource:
             obj.setdefault("kind", "NetworkPolicy")
             self.agent.apply(json.dumps(obj), source=SOURCE)
 
+    def _service(self, kind: str, obj: dict) -> None:
+        meta = obj.get("metadata") or {}
+        if kind == "DELETED":
+            self.agent.remove_service(meta.get("namespace") or "default", meta["name"])
+        else:
+            self.agent.upsert_service(service_from_object(obj), source=SOURCE)
+
     # -- list and watch --------------------------------------------------------------------------
     def sync(self, name: str, list_fn: Callable, handler: Callable[[str, dict], None]) -> str:
         """One full list: apply every object, and for policies drop ours that are gone.
@@ -96,12 +107,14 @@ class KubeSource:
         items = listing.get("items") or []
         for obj in items:
             self._safely(handler, "ADDED", obj)
+        listed = {f"{(o.get('metadata') or {}).get('namespace') or 'default'}/{o['metadata']['name']}" for o in items}
         if name == "networkpolicies":
-            listed = {f"{(o.get('metadata') or {}).get('namespace') or 'default'}/{o['metadata']['name']}"
-                      for o in items}
             stale = [k for k in self.agent.policy_keys(source=SOURCE) if k not in listed]
             if stale:
                 self.agent.delete_policies(stale, ignore_not_found=True)
+        elif name == "services":  # deleted while we were not watching
+            for key in [k for k in self.agent.service_keys(source=SOURCE) if k not in listed]:
+                self.agent.remove_service(*key.split("/", 1))
         return (listing.get("metadata") or {}).get("resourceVersion") or ""
 
     def watch(self, name: str, list_fn: Callable, handler: Callable[[str, dict], None]) -> None:

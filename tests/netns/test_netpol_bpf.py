@@ -124,7 +124,7 @@ def test_ctypes_mirrors_match_the_compiled_structs(bpf):
     (tests/unit/test_netpol_struct_layout.py), as it does every struct."""
     seen = set()
     for table in ("pw_endpoints", "pw_ipcache", "pw_policy", "pw_ct", "pw_config", "pw_metrics", "pw_ep_stats",
-                  "pw_policy_stats", "pw_event_budget"):
+                  "pw_policy_stats", "pw_event_budget", "pw_ep_ids", "pw_services", "pw_service_config"):
         t = bpf.p.table(table)
         for compiled in (t.Key, getattr(t.Leaf, "_type_", t.Leaf) if "PerCpu" in type(t).__name__ else t.Leaf):
             if not hasattr(compiled, "_fields_"):

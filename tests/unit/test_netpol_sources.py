@@ -72,9 +72,10 @@ class FakeWatch:
 
 
 class FakeApi:
-    def __init__(self, namespaces, pods, policies):
+    def __init__(self, namespaces, pods, policies, services=()):
         self._lists = {"list_namespace": namespaces, "list_pod_for_all_namespaces": pods,
-                       "list_network_policy_for_all_namespaces": policies}
+                       "list_network_policy_for_all_namespaces": policies,
+                       "list_service_for_all_namespaces": list(services)}
         self.events = {name: queue.Queue() for name in self._lists}
         for name in self._lists:
             setattr(self, name, self._lister(name))
@@ -157,7 +158,8 @@ current-context: x
     agent, _ = fake_agent()
     source = KubeSource.from_config(agent, kubeconfig=str(config))
     names = [fn.__name__ for _, fn, _ in source.kinds()]
-    assert names == ["list_namespace", "list_pod_for_all_namespaces", "list_network_policy_for_all_namespaces"]
+    assert names == ["list_namespace", "list_pod_for_all_namespaces", "list_network_policy_for_all_namespaces",
+                     "list_service_for_all_namespaces"]
     from kubernetes.client import V1ObjectMeta, V1Namespace
     assert source.serialize(V1Namespace(metadata=V1ObjectMeta(name="y", labels={"a": "b"}))) == \
         {"metadata": {"name": "y", "labels": {"a": "b"}}}

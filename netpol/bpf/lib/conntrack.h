@@ -102,4 +102,18 @@ static __always_inline void ct_track(const struct ct_key *k, struct ct_value *v,
 	pw_ct.update((struct ct_key *)k, &fresh);
 }
 
+/* The same flow under its pre-DNAT tuple (the Service address), for the reply check. */
+static __always_inline void ct_track_orig(__u32 ep_id, __u8 dir, const struct flow *f, const struct tuple *orig,
+					  __u64 now, __u32 generation)
+{
+	struct ct_key k = {};
+
+	ct_forward_key(&k, ep_id, dir, f);
+	addr_copy(k.daddr, orig->daddr);
+	k.dport = orig->dport;
+	if (addr_equal(k.daddr, f->t.daddr) && k.dport == f->t.dport)
+		return; /* not DNATed: the entry just written is the one */
+	ct_track(&k, ct_forward(&k, f, now), f, now, generation, 0);
+}
+
 #endif /* PW_CONNTRACK_H */

@@ -14,6 +14,7 @@
 #define FWD_HOST 4       /* from the pod's own node (kubelet probes) */
 #define FWD_SELF 5       /* the pod reaching itself */
 #define FWD_CONTROL 6    /* ARP, IPv6 neighbour discovery and MLD */
+#define FWD_DEFERRED 7   /* to a Service frontend: judged after DNAT (nf_post_dnat.c) */
 
 #define DROP_POLICY 16          /* isolated, and no rule allows the flow */
 #define DROP_SPOOFED_SOURCE 17  /* the pod sent from an address that is not its own */
@@ -21,6 +22,7 @@
 #define DROP_MALFORMED 19       /* truncated or invalid IP header, isolated pod */
 #define DROP_UNSUPPORTED_L3 20  /* neither IP nor ARP (e.g. VLAN-tagged), isolated pod */
 #define DROP_NO_CONNECTION 21   /* a reply-only packet (echo reply, ICMP error) with no tracked flow */
+#define DROP_SERVICE_BYPASS 22  /* deferred to the post-DNAT check, but reached a pod without passing it */
 
 #define REASON_MAX 32
 

@@ -17,6 +17,7 @@
 #define PW_MAX_POLICY 1048576
 #define PW_MAX_CT 262144
 #define PW_MAX_COOKIES 65536
+#define PW_MAX_SERVICES 65536
 #define PW_EVENTS_PER_SEC 2000 /* drop events per CPU and second; counters see every drop */
 
 /* pw_endpoints: host veth ifindex -> the pod behind it. */
@@ -102,6 +103,33 @@ struct event_budget {
 	__u64 suppressed;
 };
 
+/* pw_ep_ids: ep_id -> its host veth and isolation flags, for the netfilter program,
+ * which finds the endpoint by source address (it has no veth ifindex to go by). */
+struct ep_ref {
+	__u32 ifindex;
+	__u32 flags; /* ISOLATE_* */
+};
+
+/* pw_services: the Service frontends kube-proxy DNATs.  from_pod defers the egress
+ * check of a packet to one of them to the netfilter program, which sees it after
+ * DNAT.  addr all-zero: a NodePort, on any address. */
+struct service_key {
+	__u8 addr[16];
+	__u16 port; /* host order */
+	__u8 proto;
+	__u8 pad;
+};
+
+struct service_value {
+	__u32 flags; /* unused, 0 */
+};
+
+/* pw_service_config[0]: written by the agent once the netfilter hook is attached. */
+struct service_config {
+	__u32 mark;     /* skb->mark bit(s) that tag a deferred packet */
+	__u32 deferred; /* 1: the hook is in place, defer; 0: judge by the Service address */
+};
+
 /* What `podwire-netpol drops` shows, one per dropped packet (within the budget). */
 struct drop_event {
 	__u64 ts_ns;
@@ -132,6 +160,10 @@ BPF_TABLE_PINNED("percpu_array", __u32, struct ep_counters, pw_ep_stats, PW_MAX_
 BPF_TABLE_PINNED("percpu_array", __u32, struct counter, pw_policy_stats, PW_MAX_COOKIES,
 		 PIN_DIR "/policy_stats");
 BPF_TABLE_PINNED("percpu_array", __u32, struct event_budget, pw_event_budget, 1, PIN_DIR "/event_budget");
+BPF_TABLE_PINNED("hash", __u32, struct ep_ref, pw_ep_ids, PW_MAX_ENDPOINTS, PIN_DIR "/ep_ids");
+BPF_TABLE_PINNED("hash", struct service_key, struct service_value, pw_services, PW_MAX_SERVICES,
+		 PIN_DIR "/services", BPF_F_NO_PREALLOC);
+BPF_TABLE_PINNED("array", __u32, struct service_config, pw_service_config, 1, PIN_DIR "/service_config");
 BPF_RINGBUF_OUTPUT(pw_drops, 64); /* 256 KiB; the agent drains it continuously */
 
 #endif /* PW_MAPS_H */

@@ -1,9 +1,21 @@
-/* Counters and drop events: every verdict is counted, every drop reported. */
+/* Counters and drop events: every verdict is counted, every drop reported.
+ *
+ * Hook-independent: the tc programs and the netfilter program describe their
+ * packet by a struct meta and turn VERDICT_* into their own return codes.
+ */
 #ifndef PW_METRICS_H
 #define PW_METRICS_H
 
 #include "lib/maps.h"
 #include "lib/parse.h"
+
+#define VERDICT_PASS 0
+#define VERDICT_DROP 1
+
+struct meta {
+	__u32 len;     /* bytes counted */
+	__u32 ifindex; /* the endpoint's host veth, reported in drop events */
+};
 
 static __always_inline void counter_add(struct counter *c, __u32 len)
 {
@@ -39,10 +51,10 @@ static __always_inline void count_policy(__u32 cookie, __u32 len)
 	counter_add(pw_policy_stats.lookup(&cookie), len);
 }
 
-static __always_inline int pw_pass(struct __sk_buff *skb, __u32 ep_id, __u8 dir, __u8 reason)
+static __always_inline int pw_pass(const struct meta *m, __u32 ep_id, __u8 dir, __u8 reason)
 {
-	count_verdict(ep_id, dir, reason, skb->len);
-	return TC_ACT_OK;
+	count_verdict(ep_id, dir, reason, m->len);
+	return VERDICT_PASS;
 }
 
 static __always_inline int event_allowed(__u64 now)
@@ -65,19 +77,19 @@ static __always_inline int event_allowed(__u64 now)
 }
 
 /* The single exit for every drop: count it, then tell the agent (within the budget). */
-static __always_inline int pw_drop(struct __sk_buff *skb, __u32 ep_id, __u8 dir, const struct flow *f,
+static __always_inline int pw_drop(const struct meta *m, __u32 ep_id, __u8 dir, const struct flow *f,
 				   __u32 identity, __u8 reason)
 {
 	struct drop_event ev = {};
 
-	count_verdict(ep_id, dir, reason, skb->len);
+	count_verdict(ep_id, dir, reason, m->len);
 	ev.ts_ns = bpf_ktime_get_ns();
 	if (!event_allowed(ev.ts_ns))
-		return TC_ACT_SHOT;
+		return VERDICT_DROP;
 	addr_copy(ev.saddr, f->src);
 	addr_copy(ev.daddr, f->t.daddr);
 	ev.ep_id = ep_id;
-	ev.ifindex = skb->ifindex;
+	ev.ifindex = m->ifindex;
 	ev.identity = identity;
 	ev.sport = f->t.sport;
 	ev.dport = f->t.dport;
@@ -86,7 +98,7 @@ static __always_inline int pw_drop(struct __sk_buff *skb, __u32 ep_id, __u8 dir,
 	ev.reason = reason;
 	ev.family = f->family;
 	pw_drops.ringbuf_output(&ev, sizeof(ev), 0);
-	return TC_ACT_SHOT;
+	return VERDICT_DROP;
 }
 
 #endif /* PW_METRICS_H */

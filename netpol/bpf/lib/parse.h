@@ -1,7 +1,11 @@
 /* Packet parsing: Ethernet -> IPv4 / IPv6 (with extension headers) -> ports.
  *
- * bpf_skb_load_bytes rather than direct packet access: it copes with
- * non-linear skbs (GRO'd veth traffic) without a pull, and we read few bytes.
+ * tc programs read with bpf_skb_load_bytes rather than direct packet access: it
+ * copes with non-linear skbs (GRO'd veth traffic) without a pull, and we read few
+ * bytes.  Netfilter programs have neither, so they read the linear head of the
+ * skb with bpf_probe_read_kernel (nf_post_dnat.c); struct pkt hides which, and
+ * since everything is inlined with a constant skb or NULL, each program keeps
+ * only its own branch.
  */
 #ifndef PW_PARSE_H
 #define PW_PARSE_H
@@ -19,6 +23,22 @@
 #define FLOW_TCP_CLOSE (1 << 3)  /* FIN or RST: the connection is closing */
 
 #define IPV6_MAX_EXT 6
+
+/* Where the bytes come from: a tc skb, or (skb == NULL) kernel memory at data. */
+struct pkt {
+	struct __sk_buff *skb;
+	__u64 data;    /* address of the network header (netfilter) */
+	__u32 headlen; /* bytes readable there: the linear part */
+};
+
+static __always_inline int pkt_load(const struct pkt *p, __u32 off, void *to, __u32 len)
+{
+	if (p->skb)
+		return bpf_skb_load_bytes(p->skb, off, to, len);
+	if (off > 0xffff || off + len > p->headlen)
+		return -1; /* beyond the linear head: treated as malformed */
+	return bpf_probe_read_kernel(to, len, (void *)(p->data + off));
+}
 
 /* The connection a packet belongs to.  For an ICMP error it is the flow the
  * error reports on, reversed, so that the error matches as that flow's reply. */
@@ -50,7 +70,7 @@ static __always_inline void map_v4(__u8 *dst, __be32 addr)
 }
 
 /* Returns the L4 offset, or -1 if the header is not a valid IPv4 header. */
-static __always_inline int load_ipv4(struct __sk_buff *skb, __u32 off, struct tuple *t, __u8 *frag)
+static __always_inline int load_ipv4(const struct pkt *p, __u32 off, struct tuple *t, __u8 *frag)
 {
 	struct {
 		__u8 vihl;
@@ -65,7 +85,7 @@ static __always_inline int load_ipv4(struct __sk_buff *skb, __u32 off, struct tu
 		__be32 daddr;
 	} ip;
 
-	if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) < 0)
+	if (pkt_load(p, off, &ip, sizeof(ip)) < 0)
 		return -1;
 	if ((ip.vihl >> 4) != 4 || (ip.vihl & 0xf) < 5)
 		return -1;
@@ -82,7 +102,7 @@ static __always_inline int is_ipv6_ext(__u8 nh)
 }
 
 /* Returns the L4 offset after any extension headers, or -1. */
-static __always_inline int load_ipv6(struct __sk_buff *skb, __u32 off, struct tuple *t, __u8 *frag)
+static __always_inline int load_ipv6(const struct pkt *p, __u32 off, struct tuple *t, __u8 *frag)
 {
 	struct {
 		__be32 vtc_flow;
@@ -99,7 +119,7 @@ static __always_inline int load_ipv6(struct __sk_buff *skb, __u32 off, struct tu
 	} ext;
 	__u8 nh;
 
-	if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) < 0)
+	if (pkt_load(p, off, &ip6, sizeof(ip6)) < 0)
 		return -1;
 	if ((bpf_ntohl(ip6.vtc_flow) >> 28) != 6)
 		return -1;
@@ -111,7 +131,7 @@ static __always_inline int load_ipv6(struct __sk_buff *skb, __u32 off, struct tu
 	for (int i = 0; i < IPV6_MAX_EXT; i++) {
 		if (!is_ipv6_ext(nh))
 			break;
-		if (bpf_skb_load_bytes(skb, off, &ext, sizeof(ext)) < 0)
+		if (pkt_load(p, off, &ext, sizeof(ext)) < 0)
 			return -1;
 		if (nh == 44) {
 			*frag = (bpf_ntohs(ext.frag_off) & 0xfff8) != 0;
@@ -128,7 +148,7 @@ static __always_inline int load_ipv6(struct __sk_buff *skb, __u32 off, struct tu
 }
 
 /* TCP/UDP/SCTP ports (all three start with them); TCP flags when flags != NULL. */
-static __always_inline int load_ports(struct __sk_buff *skb, __u32 off, struct tuple *t, __u8 *flags)
+static __always_inline int load_ports(const struct pkt *p, __u32 off, struct tuple *t, __u8 *flags)
 {
 	struct {
 		__be16 sport;
@@ -136,12 +156,12 @@ static __always_inline int load_ports(struct __sk_buff *skb, __u32 off, struct t
 	} ports;
 	__u8 tcp_flags;
 
-	if (bpf_skb_load_bytes(skb, off, &ports, sizeof(ports)) < 0)
+	if (pkt_load(p, off, &ports, sizeof(ports)) < 0)
 		return PARSE_MALFORMED;
 	t->sport = bpf_ntohs(ports.sport);
 	t->dport = bpf_ntohs(ports.dport);
 	if (flags && t->proto == PROTO_TCP) {
-		if (bpf_skb_load_bytes(skb, off + 13, &tcp_flags, 1) < 0)
+		if (pkt_load(p, off + 13, &tcp_flags, 1) < 0)
 			return PARSE_MALFORMED;
 		if ((tcp_flags & 0x12) == 0x02)
 			*flags |= FLOW_TCP_SYN;
@@ -166,21 +186,21 @@ static __always_inline int is_echo_request(__u8 family, __u8 type)
 
 /* An ICMP error carries the header of the packet it reports on (the flow T,
  * from the error's receiver to somewhere).  Present the error as T's reply. */
-static __always_inline int parse_icmp_error(struct __sk_buff *skb, __u32 off, struct flow *f)
+static __always_inline int parse_icmp_error(const struct pkt *p, __u32 off, struct flow *f)
 {
 	struct tuple inner = {};
 	struct icmp_head echo;
 	__u8 frag = 0;
 	int l4;
 
-	l4 = f->family == 4 ? load_ipv4(skb, off, &inner, &frag) : load_ipv6(skb, off, &inner, &frag);
+	l4 = f->family == 4 ? load_ipv4(p, off, &inner, &frag) : load_ipv6(p, off, &inner, &frag);
 	if (l4 < 0)
 		return PARSE_MALFORMED;
 	if (inner.proto == PROTO_TCP || inner.proto == PROTO_UDP || inner.proto == PROTO_SCTP) {
-		if (load_ports(skb, l4, &inner, NULL) != PARSE_IP)
+		if (load_ports(p, l4, &inner, NULL) != PARSE_IP)
 			return PARSE_MALFORMED;
 	} else if (inner.proto == PROTO_ICMP || inner.proto == PROTO_ICMPV6) {
-		if (bpf_skb_load_bytes(skb, l4, &echo, sizeof(echo)) < 0)
+		if (pkt_load(p, l4, &echo, sizeof(echo)) < 0)
 			return PARSE_MALFORMED;
 		if (is_echo_request(f->family, echo.type))
 			inner.sport = bpf_ntohs(echo.id);
@@ -194,12 +214,12 @@ static __always_inline int parse_icmp_error(struct __sk_buff *skb, __u32 off, st
 	return PARSE_IP;
 }
 
-static __always_inline int parse_icmp(struct __sk_buff *skb, __u32 off, struct flow *f)
+static __always_inline int parse_icmp(const struct pkt *p, __u32 off, struct flow *f)
 {
 	struct icmp_head icmp;
 	__u8 type;
 
-	if (bpf_skb_load_bytes(skb, off, &icmp, sizeof(icmp)) < 0)
+	if (pkt_load(p, off, &icmp, sizeof(icmp)) < 0)
 		return PARSE_MALFORMED;
 	type = icmp.type;
 	if (is_echo_request(f->family, type)) {
@@ -215,23 +235,24 @@ static __always_inline int parse_icmp(struct __sk_buff *skb, __u32 off, struct f
 		return PARSE_CONTROL; /* MLD, router/neighbour discovery, redirect */
 	if ((f->family == 4 && (type == 3 || type == 4 || type == 5 || type == 11 || type == 12)) ||
 	    (f->family == 6 && type >= 1 && type <= 4))
-		return parse_icmp_error(skb, off + sizeof(icmp), f);
+		return parse_icmp_error(p, off + sizeof(icmp), f);
 	return PARSE_IP;
 }
 
-static __always_inline int parse_flow(struct __sk_buff *skb, struct flow *f)
+/* From the network header at off; ethertype in network byte order. */
+static __always_inline int parse_l3(const struct pkt *p, __be16 ethertype, __u32 l3, struct flow *f)
 {
 	__u8 frag = 0;
 	int off;
 
-	if (skb->protocol == bpf_htons(ETH_P_ARP_))
+	if (ethertype == bpf_htons(ETH_P_ARP_))
 		return PARSE_CONTROL;
-	if (skb->protocol == bpf_htons(ETH_P_IP_)) {
+	if (ethertype == bpf_htons(ETH_P_IP_)) {
 		f->family = 4;
-		off = load_ipv4(skb, ETH_HLEN_, &f->t, &frag);
-	} else if (skb->protocol == bpf_htons(ETH_P_IPV6_)) {
+		off = load_ipv4(p, l3, &f->t, &frag);
+	} else if (ethertype == bpf_htons(ETH_P_IPV6_)) {
 		f->family = 6;
-		off = load_ipv6(skb, ETH_HLEN_, &f->t, &frag);
+		off = load_ipv6(p, l3, &f->t, &frag);
 	} else {
 		return PARSE_OTHER_L3;
 	}
@@ -246,12 +267,20 @@ static __always_inline int parse_flow(struct __sk_buff *skb, struct flow *f)
 	case PROTO_TCP:
 	case PROTO_UDP:
 	case PROTO_SCTP:
-		return load_ports(skb, off, &f->t, &f->flags);
+		return load_ports(p, off, &f->t, &f->flags);
 	case PROTO_ICMP:
 	case PROTO_ICMPV6:
-		return parse_icmp(skb, off, f);
+		return parse_icmp(p, off, f);
 	}
 	return PARSE_IP;
+}
+
+/* A tc program's frame: Ethernet first. */
+static __always_inline int parse_flow(struct __sk_buff *skb, struct flow *f)
+{
+	struct pkt p = {.skb = skb};
+
+	return parse_l3(&p, skb->protocol, ETH_HLEN_, f);
 }
 
 #endif /* PW_PARSE_H */

@@ -45,14 +45,14 @@ static __always_inline struct policy_value *policy_lookup(__u32 ep_id, __u8 dir,
 }
 
 /* ARP/ND always pass; other non-IP and malformed packets only if not isolated. */
-static __always_inline int pw_early_verdict(struct __sk_buff *skb, const struct endpoint_info *ep,
+static __always_inline int pw_early_verdict(const struct meta *m, const struct endpoint_info *ep,
 					    __u8 dir, const struct flow *f, int parsed)
 {
 	if (parsed == PARSE_CONTROL)
-		return pw_pass(skb, ep->ep_id, dir, FWD_CONTROL);
+		return pw_pass(m, ep->ep_id, dir, FWD_CONTROL);
 	if (!(ep->flags & (1 << dir)))
-		return pw_pass(skb, ep->ep_id, dir, FWD_UNISOLATED);
-	return pw_drop(skb, ep->ep_id, dir, f, WORLD_IDENTITY,
+		return pw_pass(m, ep->ep_id, dir, FWD_UNISOLATED);
+	return pw_drop(m, ep->ep_id, dir, f, WORLD_IDENTITY,
 		       parsed == PARSE_MALFORMED ? DROP_MALFORMED : DROP_UNSUPPORTED_L3);
 }
 
@@ -64,9 +64,12 @@ static __always_inline __u32 policy_generation(void)
 	return c ? (__u32)c->generation : 0;
 }
 
-/* exempt: FWD_HOST / FWD_SELF decided by the attach point, or 0. */
-static __always_inline int pw_verdict(struct __sk_buff *skb, const struct endpoint_info *ep, __u8 dir,
-				      const struct flow *f, __u8 exempt)
+/* exempt: FWD_HOST / FWD_SELF decided by the attach point, or 0.  orig: for a packet
+ * judged after DNAT (nf_post_dnat.c), its tuple before DNAT, or NULL: a flow let
+ * through is also recorded under it, because its replies reach the client
+ * un-DNATed (from the Service address) and to_pod's reply check looks for that. */
+static __always_inline int pw_verdict(const struct meta *m, const struct endpoint_info *ep, __u8 dir,
+				      const struct flow *f, __u8 exempt, const struct tuple *orig)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u32 generation = policy_generation();
@@ -78,12 +81,12 @@ static __always_inline int pw_verdict(struct __sk_buff *skb, const struct endpoi
 	__u8 reason = exempt;
 
 	if (ct_is_reply(ep->ep_id, dir, f, now))
-		return pw_pass(skb, ep->ep_id, dir, FWD_REPLY);
+		return pw_pass(m, ep->ep_id, dir, FWD_REPLY);
 	if (f->flags & FLOW_REPLY_ONLY) {
 		if (!(ep->flags & (1 << dir)))
-			return pw_pass(skb, ep->ep_id, dir, FWD_UNISOLATED);
+			return pw_pass(m, ep->ep_id, dir, FWD_UNISOLATED);
 		peer = ipcache_lookup(dir == DIR_EGRESS ? f->t.daddr : f->t.saddr);
-		return pw_drop(skb, ep->ep_id, dir, f, peer ? peer->identity : WORLD_IDENTITY, DROP_NO_CONNECTION);
+		return pw_drop(m, ep->ep_id, dir, f, peer ? peer->identity : WORLD_IDENTITY, DROP_NO_CONNECTION);
 	}
 	ct_forward_key(&key, ep->ep_id, dir, f);
 	tracked = ct_forward(&key, f, now);
@@ -101,16 +104,18 @@ static __always_inline int pw_verdict(struct __sk_buff *skb, const struct endpoi
 			allow = policy_lookup(ep->ep_id, dir, peer ? peer->identity : WORLD_IDENTITY, f->t.proto,
 					      f->t.dport);
 			if (!allow)
-				return pw_drop(skb, ep->ep_id, dir, f, peer ? peer->identity : WORLD_IDENTITY,
+				return pw_drop(m, ep->ep_id, dir, f, peer ? peer->identity : WORLD_IDENTITY,
 					       DROP_POLICY);
 			reason = FWD_POLICY;
 			cookie = allow->cookie; /* the agent's cookies start at 1: 0 never caches */
 		}
 	}
 	if (reason == FWD_POLICY)
-		count_policy(cookie, skb->len);
+		count_policy(cookie, m->len);
 	ct_track(&key, tracked, f, now, generation, cookie);
-	return pw_pass(skb, ep->ep_id, dir, reason);
+	if (orig)
+		ct_track_orig(ep->ep_id, dir, f, orig, now, generation);
+	return pw_pass(m, ep->ep_id, dir, reason);
 }
 
 #endif /* PW_POLICY_H */
