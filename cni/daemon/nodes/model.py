@@ -113,10 +113,11 @@ class Desired:
     local_cidrs: tuple[str, ...] = ()
     problems: list[str] = dataclasses.field(default_factory=list)
     skipped: list[str] = dataclasses.field(default_factory=list)  # remote nodes we cannot reach
+    remotes: set[str] = dataclasses.field(default_factory=set)    # remote nodes routed to
 
     @property
     def remote_nodes(self) -> int:
-        return len({r.dst for r in self.routes})
+        return len(self.remotes)
 
 
 def desired(mode: str, local_name: str, nodes: Iterable[Node]) -> Desired:
@@ -154,6 +155,7 @@ def _host_gw(out: Desired, node: Node) -> None:
             out.skipped.append(f"{node.name}: no InternalIP of the family of {cidr}")
             continue
         out.routes.add(Route(cidr, via))
+        out.remotes.add(node.name)
 
 
 def _vxlan(out: Desired, node: Node, family: int) -> None:
@@ -164,6 +166,7 @@ def _vxlan(out: Desired, node: Node, family: int) -> None:
         return
     gateways = tuple(overlay_gateway(c) for c in node.pod_cidrs)
     out.peers.add(Peer(overlay_mac(underlay), underlay, gateways))
+    out.remotes.add(node.name)
     for cidr, gw in zip(node.pod_cidrs, gateways, strict=True):
         out.routes.add(Route(cidr, gw, onlink=True))
 

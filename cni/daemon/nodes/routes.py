@@ -51,7 +51,7 @@ def reconcile(ipr: IPRoute, want: Iterable[Route], overlay_index: int = 0) -> tu
             except NetlinkError as exc:
                 if exc.code not in GONE:  # gone already: what we wanted
                     raise RoutingError(f"cannot remove route {route.dst} via {route.gateway}: {exc}") from None
-    added = 0
+    added, failed = 0, []
     for route in sorted(want - set(have), key=lambda r: r.dst):
         spec = {"dst": route.dst, "gateway": route.gateway, "proto": RTPROT_PODWIRE, "table": MAIN_TABLE}
         if route.onlink:
@@ -60,6 +60,9 @@ def reconcile(ipr: IPRoute, want: Iterable[Route], overlay_index: int = 0) -> tu
             ipr.route("replace", **spec)
             added += 1
         except NetlinkError as exc:
-            # e.g. ENETUNREACH: a host-gw gateway not on any of our links (nodes not on one L2)
-            raise RoutingError(f"cannot add route {route.dst} via {route.gateway}: {exc}") from None
+            # e.g. ENETUNREACH: a host-gw gateway on none of our links (the nodes share no L2
+            # segment: vxlan's case).  The other nodes' routes still go in.
+            failed.append(f"{route.dst} via {route.gateway}: {exc.args[-1] if exc.args else exc}")
+    if failed:
+        raise RoutingError(f"cannot add route {'; '.join(failed)}")
     return added, removed

@@ -82,12 +82,18 @@ def reconcile_peers(ipr: IPRoute, index: int, peers: Iterable[Peer]) -> None:
     """FDB (peer MAC -> underlay address) and permanent neighbours (gateway -> peer MAC)."""
     peers = list(peers)
     fdb = {p.mac: p.underlay for p in peers}
+    kept = set()
     for entry in ipr.fdb("dump", ifindex=index):
         mac, dst = entry.get("lladdr"), entry.get("dst")
-        if entry["ifindex"] == index and fdb.get(mac) != dst:
+        if entry["ifindex"] != index:
+            continue
+        if fdb.get(mac) == dst:
+            kept.add(mac)
+        else:
             _quietly(ipr.fdb, "del", ifindex=index, lladdr=mac, dst=dst)
     for mac, dst in fdb.items():
-        ipr.fdb("replace", ifindex=index, lladdr=mac, dst=dst)
+        if mac not in kept:  # "append": the vxlan driver refuses a netlink replace of an FDB entry
+            ipr.fdb("append", ifindex=index, lladdr=mac, dst=dst)
     neigh = {gw: p.mac for p in peers for gw in p.gateways}
     for family in (socket.AF_INET, socket.AF_INET6):
         for entry in ipr.neigh("dump", ifindex=index, family=family):
