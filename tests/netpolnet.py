@@ -27,8 +27,12 @@ POD_SCRIPT = os.path.join(HERE, "netpol_pod.py")
 class AgentProcess:
     """`podwire-netpol serve` with private sockets, state and pinned maps."""
 
-    def __init__(self, workdir: str, extra: tuple[str, ...] = ()):
+    def __init__(self, workdir: str, extra: tuple[str, ...] = (), netns: str = ""):
         self.workdir = workdir
+        # Another network namespace for the agent (a test's "node"): entered with nsenter, which
+        # keeps the mount namespace (ip netns exec would not), so its pins stay in the host's
+        # /sys/fs/bpf where close() removes them.
+        self.prefix = ["nsenter", f"--net={netns}"] if netns else []
         self.socket = os.path.join(workdir, "netpol.sock")
         self.cni_socket = os.path.join(workdir, "netpol-cni.sock")
         self.pin_dir = f"/sys/fs/bpf/pwtest-{uuid.uuid4().hex[:10]}"
@@ -39,7 +43,7 @@ class AgentProcess:
     def start(self, timeout: float = 60.0) -> "AgentProcess":
         log = open(os.path.join(self.workdir, "agent.log"), "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "netpol.cli", "--socket", self.socket, "serve", "--cni-socket", self.cni_socket,
+            [*self.prefix, sys.executable, "-m", "netpol.cli", "--socket", self.socket, "serve", "--cni-socket", self.cni_socket,
              "--state-dir", os.path.join(self.workdir, "state"), "--pin-dir", self.pin_dir, *self.extra],
             stdout=log, stderr=log, cwd=ROOT)
         log.close()

@@ -64,7 +64,7 @@ def attach(prog_fd: int, pin_dir: str) -> None:
     """Link the program for IPv4 and IPv6 and pin the links, replacing earlier ones."""
     for family in NFPROTO:
         fd = link_create(prog_fd, family)
-        staged = pin_path(pin_dir, family) + ".new"
+        staged = pin_path(pin_dir, family) + "_new"  # bpffs refuses dots in names
         try:
             try:
                 os.unlink(staged)
