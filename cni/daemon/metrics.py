@@ -175,14 +175,13 @@ class DaemonCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("podwire_cni_requests_in_flight",
                                 "Connections podwire-cnid is serving right now", value=self.health.in_flight)
-        if self.health.routing is not None:
-            stats = self.health.routing()
-            routes = GaugeMetricFamily("podwire_cni_node_routes", "Inter-node pod routes podwire-cnid "
-                                       "installed, by routing mode", labels=["mode"])
-            routes.add_metric([stats["mode"]], stats["routes"])
-            yield routes
-            yield GaugeMetricFamily("podwire_cni_remote_nodes", "Remote nodes routed to (their pod CIDRs "
-                                    "have routes)", value=stats["remote_nodes"])
+        stats = self.health.routing() if self.health.routing else {"mode": "none", "routes": 0, "remote_nodes": 0}
+        routes = GaugeMetricFamily("podwire_cni_node_routes", "Inter-node pod routes podwire-cnid "
+                                   "installed, by routing mode", labels=["mode"])
+        routes.add_metric([stats["mode"]], stats["routes"])
+        yield routes
+        yield GaugeMetricFamily("podwire_cni_remote_nodes", "Remote nodes routed to (their pod CIDRs "
+                                "have routes)", value=stats["remote_nodes"])
 
 
 class CnidMetrics:
