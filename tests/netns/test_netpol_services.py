@@ -94,6 +94,12 @@ policyTypes: [Egress]
 egress:
 - to: [{podSelector: {matchLabels: {app: a}}}]
   ports: [{protocol: TCP, port: 80}]"""),
+    # the clients isolated both ways: replies arrive from the Service address, un-DNATed
+    "client-isolated-both-ways": policy("client-both", """
+podSelector: {matchLabels: {app: client}}
+policyTypes: [Ingress, Egress]
+egress:
+- to: [{podSelector: {matchLabels: {app: a}}}]"""),
     "ingress-from-c1-only": policy("from-c1", """
 podSelector: {matchExpressions: [{key: app, operator: In, values: [a, b]}]}
 ingress:
