@@ -100,7 +100,10 @@ def main() -> int:
               f"stream, {args.seconds} s, median of {args.runs} rounds (variants round-robin). \"underlay\" is the "
               f"same two nodes talking over their underlay addresses with no podwire in between (host-gw: one L2 "
               f"bridge; vxlan: two subnets behind a router namespace). Pod path: pod veth -> node bridge -> "
-              f"route (host-gw) or podwire.vxlan (vxlan) -> underlay -> the other node -> its bridge -> pod.\n\n")
+              f"route (host-gw) or podwire.vxlan (vxlan) -> underlay -> the other node -> its bridge -> pod: a veth "
+              f"and a bridge more on each side than the underlay path, plus VXLAN's encapsulation and its 50 bytes "
+              f"less MTU. All namespaces share one {os.cpu_count()}-CPU machine (sender, receiver and every "
+              f"forwarding hop compete for it), so the ratios are the figures to compare.\n\n")
     lines = ["| mode | family | underlay alone Gbit/s | pod-to-pod Gbit/s | pod / underlay | pod MTU |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {m} | {f} | {b:.2f} | {p:.2f} | {p / b:.2f} | {mtu} |" for m, f, b, p, mtu in rows]
