@@ -175,13 +175,13 @@ class DaemonCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("podwire_cni_requests_in_flight",
                                 "Connections podwire-cnid is serving right now", value=self.health.in_flight)
-        stats = self.health.routing() if self.health.routing else {"mode": "none", "routes": 0, "remote_nodes": 0}
+        stats = self.health.routing() if self.health.routing else {}
         routes = GaugeMetricFamily("podwire_cni_node_routes", "Inter-node pod routes podwire-cnid "
                                    "installed, by routing mode", labels=["mode"])
-        routes.add_metric([stats["mode"]], stats["routes"])
+        routes.add_metric([str(stats.get("mode", "none"))], float(stats.get("routes", 0)))
         yield routes
         yield GaugeMetricFamily("podwire_cni_remote_nodes", "Remote nodes routed to (their pod CIDRs "
-                                "have routes)", value=stats["remote_nodes"])
+                                "have routes)", value=float(stats.get("remote_nodes", 0)))
 
 
 class CnidMetrics:
