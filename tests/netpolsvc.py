@@ -42,15 +42,20 @@ class Svc:
     cluster_ip: str
     ports: list[SvcPort]
     backends: list[str]  # pod keys, in kube-proxy's order
+    cluster_ip6: str = ""  # dual-stack: kube-proxy's ip6tables / ip6 table get it
+
+    def ip(self, family: int) -> str:
+        return self.cluster_ip if family == 4 else self.cluster_ip6
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
     def manifest(self) -> dict:
+        ips = [self.cluster_ip] + ([self.cluster_ip6] if self.cluster_ip6 else [])
         return {"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": self.namespace, "name": self.name},
                 "spec": {"type": "NodePort" if any(p.node_port for p in self.ports) else "ClusterIP",
-                         "clusterIP": self.cluster_ip, "clusterIPs": [self.cluster_ip],
+                         "clusterIP": self.cluster_ip, "clusterIPs": ips,
                          "ports": [{"name": f"{p.proto.lower()}-{p.port}", "protocol": p.proto, "port": p.port,
                                     "targetPort": p.target, **({"nodePort": p.node_port} if p.node_port else {})}
                                    for p in self.ports]}}
@@ -60,8 +65,14 @@ def _hash(*parts: str) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:16].upper()
 
 
-def iptables_rules(services: list[Svc], ips: dict[str, str], pod_cidr: str) -> str:
-    """iptables-restore input in kube-proxy's iptables-mode shape (nat table)."""
+def _hostport(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def iptables_rules(services: list[Svc], ips: dict[str, str], pod_cidr: str, family: int = 4) -> str:
+    """iptables-restore (ip6tables-restore) input in kube-proxy's iptables-mode shape (nat table)."""
+    services = [s for s in services if s.ip(family)]
+    host = "/32" if family == 4 else "/128"
     chains = ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-MARK-MASQ", "KUBE-POSTROUTING"]
     rules = ['-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
              '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
@@ -76,7 +87,7 @@ def iptables_rules(services: list[Svc], ips: dict[str, str], pod_cidr: str) -> s
             proto = p.proto.lower()
             svc_chain, ext_chain = f"KUBE-SVC-{_hash(name)}", f"KUBE-EXT-{_hash(name)}"
             chains += [svc_chain]
-            rules.append(f'-A KUBE-SERVICES -d {svc.cluster_ip}/32 -p {proto} -m comment --comment "{name} cluster IP"'
+            rules.append(f'-A KUBE-SERVICES -d {svc.ip(family)}{host} -p {proto} -m comment --comment "{name} cluster IP"'
                          f" -m {proto} --dport {p.port} -j {svc_chain}")
             if p.node_port:
                 # externalTrafficPolicy: Local's shape: pod traffic skips the masquerade
@@ -90,17 +101,20 @@ def iptables_rules(services: list[Svc], ips: dict[str, str], pod_cidr: str) -> s
                 sep = f"KUBE-SEP-{_hash(name, backend)}"
                 chains.append(sep)
                 stat = f" -m statistic --mode random --probability {1 / (n - i):.11f}" if i < n - 1 else ""
-                rules.append(f'-A {svc_chain} -m comment --comment "{name} -> {ips[backend]}:{p.target}"{stat} '
-                             f"-j {sep}")
-                rules.append(f"-A {sep} -s {ips[backend]}/32 -j KUBE-MARK-MASQ")
-                rules.append(f"-A {sep} -p {proto} -m {proto} -j DNAT --to-destination {ips[backend]}:{p.target}")
+                to = _hostport(ips[backend], p.target)
+                rules.append(f'-A {svc_chain} -m comment --comment "{name} -> {to}"{stat} -j {sep}')
+                rules.append(f"-A {sep} -s {ips[backend]}{host} -j KUBE-MARK-MASQ")
+                rules.append(f"-A {sep} -p {proto} -m {proto} -j DNAT --to-destination {to}")
     rules.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports" -m addrtype --dst-type LOCAL '
                  "-j KUBE-NODEPORTS")
     return "*nat\n" + "".join(f":{c} - [0:0]\n" for c in chains) + "\n".join(rules) + "\nCOMMIT\n"
 
 
-def nft_rules(services: list[Svc], ips: dict[str, str], pod_cidr: str) -> str:
-    """nft -f input in kube-proxy's nftables-mode shape (table ip kube-proxy)."""
+def nft_rules(services: list[Svc], ips: dict[str, str], pod_cidr: str, family: int = 4) -> str:
+    """nft -f input in kube-proxy's nftables-mode shape (table ip / ip6 kube-proxy)."""
+    services = [s for s in services if s.ip(family)]
+    nfamily, ipx, addr_type, loopback = ("ip", "ip", "ipv4_addr", "127.0.0.0/8") if family == 4 else \
+        ("ip6", "ip6", "ipv6_addr", "::1")
     chains, ip_elems, np_elems = [], [], []
     for svc in services:
         for p in svc.ports:
@@ -109,27 +123,27 @@ def nft_rules(services: list[Svc], ips: dict[str, str], pod_cidr: str) -> str:
             svc_chain = f"service-{_hash(base)[:8]}-{base}"
             eps = []
             for backend in svc.backends:
-                ep = f"endpoint-{_hash(base, backend)[:8]}-{base}__{ips[backend]}/{p.target}"
+                ep = f"endpoint-{_hash(base, backend)[:8]}-{base}__{ips[backend].replace(':', '.')}/{p.target}"
                 eps.append(ep)
-                chains.append(f"chain {ep} {{\n  ip saddr {ips[backend]} jump mark-for-masquerade\n"
-                              f"  meta l4proto {proto} dnat to {ips[backend]}:{p.target}\n}}")
+                chains.append(f"chain {ep} {{\n  {ipx} saddr {ips[backend]} jump mark-for-masquerade\n"
+                              f"  meta l4proto {proto} dnat to {_hostport(ips[backend], p.target)}\n}}")
             vmap = ", ".join(f"{i} : goto {ep}" for i, ep in enumerate(eps))
             chains.append(f"chain {svc_chain} {{\n  numgen random mod {len(eps)} vmap {{ {vmap} }}\n}}")
-            ip_elems.append(f"{svc.cluster_ip} . {proto} . {p.port} : goto {svc_chain}")
+            ip_elems.append(f"{svc.ip(family)} . {proto} . {p.port} : goto {svc_chain}")
             if p.node_port:
                 ext = f"external-{_hash(base)[:8]}-{base}"
-                chains.append(f"chain {ext} {{\n  ip saddr {pod_cidr} goto {svc_chain}\n}}")
+                chains.append(f"chain {ext} {{\n  {ipx} saddr {pod_cidr} goto {svc_chain}\n}}")
                 np_elems.append(f"{proto} . {p.node_port} : goto {ext}")
-    maps = (f"map service-ips {{\n  type ipv4_addr . inet_proto . inet_service : verdict\n"
+    maps = (f"map service-ips {{\n  type {addr_type} . inet_proto . inet_service : verdict\n"
             f"  elements = {{ {', '.join(ip_elems)} }}\n}}\n")
     maps += "map service-nodeports {\n  type inet_proto . inet_service : verdict\n" + \
         (f"  elements = {{ {', '.join(np_elems)} }}\n" if np_elems else "") + "}\n"
-    return ("table ip kube-proxy {\n" + maps +
+    return (f"table {nfamily} kube-proxy {{\n" + maps +
             "chain mark-for-masquerade {\n  mark set mark or 0x4000\n}\n"
             "chain masquerading {\n  type nat hook postrouting priority srcnat; policy accept;\n"
             "  mark and 0x4000 == 0 return\n  mark set mark xor 0x4000\n  masquerade fully-random\n}\n"
-            "chain services {\n  ip daddr . meta l4proto . th dport vmap @service-ips\n"
-            "  fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports\n}\n"
+            f"chain services {{\n  {ipx} daddr . meta l4proto . th dport vmap @service-ips\n"
+            f"  fib daddr type local {ipx} daddr != {loopback} meta l4proto . th dport vmap @service-nodeports\n}}\n"
             "chain nat-prerouting {\n  type nat hook prerouting priority dstnat; policy accept;\n  jump services\n}\n"
             "chain nat-output {\n  type nat hook output priority -100; policy accept;\n  jump services\n}\n"
             + "\n".join(chains) + "\n}\n")
@@ -147,16 +161,18 @@ class Node:
                                subnet4=f"10.{200 + octet % 50}.{octet}.0/24", subnet6=f"fd{octet:02x}:78::/64",
                                data_dir=os.path.join(workdir, "ipam"), bin_dir=bin_dir)
         self.agent = AgentProcess(workdir, netns=self.path)
-        self.conf = self.network.conf(dual=False, netpolSocket=self.agent.cni_socket)
+        self.conf = self.network.conf(dual=True, netpolSocket=self.agent.cni_socket)
         self.pods: dict[str, PodProcess] = {}
-        self.ips: dict[str, str] = {}
+        self.ips: dict[str, str] = {}   # IPv4
+        self.ips6: dict[str, str] = {}
         self._netns: list[str] = []
         self._procs: list[subprocess.Popen] = []
         self._mode = ""
 
     def start(self) -> "Node":
         _ip("netns", "add", self.name)
-        self.sh("ip link set lo up; sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1")
+        self.sh("ip link set lo up; sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 "
+                "net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1")
         self.agent.start()
         return self
 
@@ -196,10 +212,11 @@ class Node:
         code, result = self._plugin("ADD", cid, netns, f"K8S_POD_NAMESPACE={ns};K8S_POD_NAME={name}")
         if code != 0:
             raise RuntimeError(f"CNI ADD {key}: {result}\n{self.agent.log()}")
-        ip = next(i["address"].split("/")[0] for i in result["ips"] if ":" not in i["address"])
+        ips = [i["address"].split("/")[0] for i in result["ips"]]
         host = next(i["name"] for i in result["interfaces"] if "sandbox" not in i and i["name"].startswith("pw"))
-        pod = self.pods[key] = PodProcess(key, netns, [ip], host)
-        self.ips[key] = ip
+        pod = self.pods[key] = PodProcess(key, netns, ips, host)
+        self.ips[key] = next(ip for ip in ips if ":" not in ip)
+        self.ips6[key] = next(ip for ip in ips if ":" in ip)
         if responder:
             proc = subprocess.Popen(["ip", "netns", "exec", netns_name, sys.executable, "-S", RESPONDER, responder,
                                      key], stdout=subprocess.PIPE, text=True)
@@ -224,17 +241,22 @@ class Node:
     def proxy(self, mode: str, services: list[Svc]) -> None:
         """Replace the DNAT rules with kube-proxy's for ``services`` in ``mode`` (iptables / nftables)."""
         self.unproxy()
+        self._mode = mode
+        v6 = any(s.cluster_ip6 for s in services)
         if mode == "iptables":
             self.sh("iptables-restore --noflush", iptables_rules(services, self.ips, self.network.subnet4))
+            if v6:
+                self.sh("ip6tables-restore --noflush", iptables_rules(services, self.ips6, self.network.subnet6, 6))
         else:
             self.sh("nft -f -", nft_rules(services, self.ips, self.network.subnet4))
-        self._mode = mode
+            if v6:
+                self.sh("nft -f -", nft_rules(services, self.ips6, self.network.subnet6, 6))
 
     def unproxy(self) -> None:
-        if self._mode == "iptables":
-            self.sh("iptables -t nat -F; iptables -t nat -X")  # only ours: the node namespace is the test's
+        if self._mode == "iptables":  # only ours: the node namespace is the test's
+            self.sh("iptables -t nat -F; iptables -t nat -X; ip6tables -t nat -F; ip6tables -t nat -X")
         elif self._mode == "nftables":
-            self.sh("nft delete table ip kube-proxy")
+            self.sh("nft delete table ip kube-proxy; nft delete table ip6 kube-proxy 2>/dev/null || true")
         if self._mode:  # a flow must not keep the previous mode's DNAT
             self.sh("command -v conntrack >/dev/null && conntrack -F >/dev/null 2>&1 || true")
         self._mode = ""

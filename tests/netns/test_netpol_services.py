@@ -36,8 +36,9 @@ def services() -> list[Svc]:
            for i, b in enumerate(BACKENDS)]
     out.append(Svc("x", "web", "10.96.7.20", [SvcPort("TCP", 82, 82, 30090)], list(BACKENDS)))
     out.append(Svc("kube-system", "kube-dns", "10.96.0.10", [SvcPort("UDP", 53, 53), SvcPort("TCP", 53, 53)],
-                   ["kube-system/dns"]))
-    out.append(Svc("x", "not-dns", "10.96.7.53", [SvcPort("UDP", 53, 80)], ["x/a"]))  # port 53 to a's 80
+                   ["kube-system/dns"], cluster_ip6="fd00:96::a"))
+    out.append(Svc("x", "not-dns", "10.96.7.53", [SvcPort("UDP", 53, 80)], ["x/a"],  # port 53 to a's 80
+                   cluster_ip6="fd00:96::35"))
     return out
 
 
@@ -167,8 +168,10 @@ def test_only_connections_landing_on_an_allowed_backend_pass(proxied):
     assert {d.dst_pod for d in drops} == {"x/b"}
 
 
-def test_allow_dns_egress(proxied):
+@pytest.mark.parametrize("family", (4, 6))
+def test_allow_dns_egress(proxied, family):
     node = proxied
+    dns_ip, not_dns_ip = ("10.96.0.10", "10.96.7.53") if family == 4 else ("fd00:96::a", "fd00:96::35")
     node.client.apply(policy("allow-dns", """
 podSelector: {}
 policyTypes: [Egress]
@@ -178,17 +181,18 @@ egress:
     podSelector: {matchLabels: {k8s-app: kube-dns}}
   ports: [{protocol: UDP, port: 53}, {protocol: TCP, port: 53}]"""))
     for proto in ("UDP", "TCP"):
-        got = node.run_in("x/c1", "query", "10.96.0.10", "53", proto, "2")["answer"]
+        got = node.run_in("x/c1", "query", dns_ip, "53", proto, "2")["answer"]
         assert got == "kube-system/dns", (proto, got, node.agent.log())
     # nothing else: port 53 of a Service whose backend is another pod, another port of the DNS pod,
     # another Service
-    assert node.run_in("x/c1", "query", "10.96.7.53", "53", "UDP", "1")["answer"] is None
-    got = probe(node, {("dns-80",): ("x/c1", node.ips["kube-system/dns"], "TCP", 80),
+    assert node.run_in("x/c1", "query", not_dns_ip, "53", "UDP", "1")["answer"] is None
+    dns_pod = node.ips["kube-system/dns"] if family == 4 else node.ips6["kube-system/dns"]
+    got = probe(node, {("dns-80",): ("x/c1", dns_pod, "TCP", 80),
                        ("web",): ("x/c1", "10.96.7.10", "TCP", 8080),
                        ("web-udp",): ("x/c1", "10.96.7.10", "UDP", 8080)})
     assert not any(got.values()), got
     # and without the policy the same probes pass (they were refused by policy, not by the bed)
     node.client.delete(all=True, namespace="x")
-    assert node.run_in("x/c1", "query", "10.96.7.53", "53", "UDP", "1")["answer"] is not None  # a's 80 echoes
+    assert node.run_in("x/c1", "query", not_dns_ip, "53", "UDP", "1")["answer"] is not None  # a's 80 echoes
     got = probe(node, {("web",): ("x/c1", "10.96.7.10", "TCP", 8080)})
     assert all(got.values())
