@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes as ct
 import ipaddress
+import time
 
 import pytest
 
@@ -41,8 +42,13 @@ def services(bpf):  # noqa: F811
     bpf.load(bpf.current.__class__())
 
 
+def marked(bpf, prog: str, data: bytes, ifindex: int, ingress_ifindex: int, mark: int = 0):  # noqa: F811
+    bpf._since = time.monotonic_ns()  # last_drop() reports only drops of this packet
+    return run_marked(bpf.p.fd(prog), data, ifindex, ingress_ifindex, mark)
+
+
 def from_pod(bpf, data: bytes) -> tuple[int, int]:  # noqa: F811
-    return run_marked(bpf.p.fd("from_pod"), data, bpf.a, bpf.a)
+    return marked(bpf, "from_pod", data, bpf.a, bpf.a)
 
 
 def test_from_pod_defers_packets_to_frontends_only(bpf, services):  # noqa: F811
@@ -66,12 +72,11 @@ def test_nothing_is_deferred_without_the_hook_or_isolation(bpf, services):  # no
 
 def test_to_pod_drops_tagged_packets_that_were_not_dnated_to_it(bpf, services):  # noqa: F811
     services()
-    to_b = bpf.p.fd("to_pod")
-    assert run_marked(to_b, frame(A4, CLUSTER_IP, "UDP", 4000, 53), bpf.b, bpf.a, MARK)[0] == TC_ACT_SHOT
+    assert marked(bpf, "to_pod", frame(A4, CLUSTER_IP, "UDP", 4000, 53), bpf.b, bpf.a, MARK)[0] == TC_ACT_SHOT
     drop = bpf.last_drop()
     assert drop.reason == reasons.DROP_SERVICE_BYPASS and drop.direction == 0 and drop.dst == CLUSTER_IP
-    assert run_marked(to_b, frame(A4, B4, "UDP", 4000, 80), bpf.b, bpf.a, MARK)[0] == TC_ACT_OK  # DNATed to B
-    assert run_marked(to_b, frame(A4, CLUSTER_IP, "UDP", 4000, 53), bpf.b, bpf.a, 0)[0] == TC_ACT_OK  # untagged
+    assert marked(bpf, "to_pod", frame(A4, B4, "UDP", 4000, 80), bpf.b, bpf.a, MARK)[0] == TC_ACT_OK  # DNATed to B
+    assert marked(bpf, "to_pod", frame(A4, CLUSTER_IP, "UDP", 4000, 53), bpf.b, bpf.a)[0] == TC_ACT_OK  # untagged
 
 
 def test_netfilter_program_passes_untagged_packets_unjudged(bpf, services):  # noqa: F811
