@@ -62,6 +62,9 @@ def test_pods_on_two_nodes_talk_ipv4_and_ipv6(bed):
         assert b.ping(a.ip(family))
         # The server sees the pod's own address: pod-to-pod is never masqueraded.
         assert tcp_exchange(a.ns, b.ns, b.ip(family)) == a.ip(family)
+        # The node itself reaches a remote pod too (an API server's webhook call, a NodePort's
+        # DNAT to a backend on another node), whatever source address the kernel picks.
+        assert tcp_exchange(n1.ns, b.ns, b.ip(family), size=1000)
     if bed.mode == "vxlan":
         assert a.mtu() == b.mtu() == 1450  # 1500 underlay less VXLAN over IPv4 (50)
         assert n1.fdb() == {f"{overlay_mac(n2.addresses[0])} dst {n2.addresses[0]}"}

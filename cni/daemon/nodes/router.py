@@ -38,6 +38,7 @@ class NodeRouter:
         self.state: Optional[Desired] = None         # what the last good pass installed
         self.last_error = ""
         self.reconciles = 0
+        self._masq_applied: Optional[tuple] = None
         self._dirty = threading.Event()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -125,9 +126,14 @@ class NodeRouter:
 
     def _masquerade(self, want: Desired) -> None:
         if self.mode != "none" and self.masquerade and want.local_cidrs:
-            masquerade.apply(want.local_cidrs, want.cluster_cidrs)
+            applied = (want.local_cidrs, want.cluster_cidrs)
+            # A resync with nothing changed only checks the table is still there.
+            if applied != self._masq_applied or not masquerade.exists():
+                masquerade.apply(*applied)
+                self._masq_applied = applied
         elif self.mode != "none" or masquerade.exists():
             masquerade.remove()
+            self._masq_applied = None
 
     def _publish_mtu(self, mtu: int) -> None:
         """The pods' MTU for the plugin (used when the conflist sets none); 0 removes it."""
