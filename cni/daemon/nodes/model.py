@@ -9,7 +9,8 @@ Choices, and why:
   computes every peer's MAC from the Node object alone, so no annotation has to be
   written back (no write RBAC, no race between a node's first start and its peers).
   IPv4: ``02:77:`` + the four address bytes (readable in ``bridge fdb``, no collision);
-  IPv6: ``02:76:`` + 4 bytes of SHA-256 of the address (collisions need ~65k nodes).
+  IPv6: ``02:76:`` + 4 bytes of SHA-256 of the address (32 bits: a collision becomes
+  likely only near 2^16 IPv6-underlay nodes).
 - **One vxlan device for both pod families.**  Inner packets of either family ride the
   same tunnel; the outer (underlay) family is this node's: IPv4 when it has an IPv4
   InternalIP, else IPv6.  A second device would double FDB and neighbour entries for
@@ -28,8 +29,10 @@ from typing import Iterable, Optional
 MODES = ("none", "host-gw", "vxlan")
 VXLAN_OVERHEAD = {4: 50, 6: 70}  # outer IP + UDP (8) + VXLAN (8) + inner Ethernet (14)
 DEFAULT_VNI = 1
-DEFAULT_PORT = 8472               # Linux's and flannel's default, not IANA's 4789: no clash with
-DEVICE = "podwire.vxlan"          # an OVS/NSX overlay on 4789 on the same hosts
+# Linux's and flannel's default, not IANA's 4789: no clash with another overlay (OVS, NSX)
+# that the same hosts may run on 4789.
+DEFAULT_PORT = 8472
+DEVICE = "podwire.vxlan"
 
 
 class RoutingError(Exception):
