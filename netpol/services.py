@@ -47,7 +47,7 @@ class Service:
         return f"{self.namespace}/{self.name}"
 
     def frontends(self) -> set[Frontend]:
-        out = set()
+        out: set[Frontend] = set()
         addrs = [ipaddress.ip_address(a) for a in (*self.cluster_ips, *self.external_ips)]
         for p in self.ports:
             proto = PROTO_NUMBERS[p.protocol]

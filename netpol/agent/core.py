@@ -218,16 +218,18 @@ class Agent:
             services = list(parsed.services)
         results = self.delete_policies(keys, ignore_not_found or all_in_namespace)
         for key in services:
-            if self.remove_service(*key.split("/", 1)):
-                results.append(PolicyResult(*key.split("/", 1), "deleted", "service"))
+            results += self._removed_service(key)
         return results
 
     def delete_source(self, source: str) -> list[PolicyResult]:
         results = self.delete_policies(self.policy_keys(source=source), ignore_not_found=True)
         for key in self.service_keys(source):
-            if self.remove_service(*key.split("/", 1)):
-                results.append(PolicyResult(*key.split("/", 1), "deleted", "service"))
+            results += self._removed_service(key)
         return results
+
+    def _removed_service(self, key: str) -> list[PolicyResult]:
+        namespace, name = key.split("/", 1)
+        return [PolicyResult(namespace, name, "deleted", "service")] if self.remove_service(namespace, name) else []
 
     def policy_keys(self, namespace: str = "", source: str = "") -> list[str]:
         with self._lock:

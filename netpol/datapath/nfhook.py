@@ -114,10 +114,6 @@ def link_exists(link_id: int) -> bool:
         return False
 
 
-def attached(pin_dir: str) -> bool:
-    return all(os.path.exists(pin_path(pin_dir, f)) for f in NFPROTO)
-
-
 def detach(pin_dir: str) -> None:
     for family in NFPROTO:
         try:

@@ -3,6 +3,8 @@
 Stopping the agent deliberately leaves enforcement in place; uninstalling must
 not, or the programs would keep filtering pods forever.  Our filters are found
 by their fixed priority and program names, so other tc users are untouched.
+The netfilter links of the post-DNAT check are pinned with the maps (nfhook.py):
+unpinning releases them.
 """
 from __future__ import annotations
 
