@@ -27,7 +27,7 @@ import sys
 import time
 import uuid
 
-from kubestub import KubeStub, node as node_object
+from kubestub import KubeStub, node as node_object, pod as pod_object
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,6 +64,7 @@ class Node:
             self.addresses = [f"172.16.{index}.2", f"fc00:{index}::2"]
         self.proc: subprocess.Popen | None = None
         self.pods: list[Pod] = []
+        self.agent = None  # a netpolnet.AgentProcess once start_agent() ran
 
     # -- the daemon ------------------------------------------------------------------------------
     def start(self, mode: str | None = None, timeout: float = 30, wait: bool = True) -> "Node":
@@ -78,6 +79,16 @@ class Node:
         log.close()
         if wait:
             self.wait_ready(timeout)
+        return self
+
+    def start_agent(self) -> "Node":
+        """podwire-netpol in the node's namespace, learning pods, namespaces, policies and
+        Services of the whole cluster from the API stub (its pods register via the CNI hook)."""
+        from netpolnet import AgentProcess
+        kubeconfig = self.bed.stub.kubeconfig(os.path.join(self.workdir, "kubeconfig"), netns=self.ns)
+        self.agent = AgentProcess(self.workdir, netns=f"/run/netns/{self.ns}",
+                                  extra=("--kubernetes", "--kubeconfig", kubeconfig, "--node-name", self.name))
+        self.agent.start()
         return self
 
     def health(self) -> dict:
@@ -151,23 +162,38 @@ class Node:
                                f"cluster{family}", f"{{ {address} }}"], capture_output=True).returncode == 0
 
     # -- pods ------------------------------------------------------------------------------------
-    def add_pod(self) -> "Pod":
-        pod = Pod(self, len(self.pods) + 1)
+    def add_pod(self, key: str = "", labels: dict | None = None) -> "Pod":
+        """A pod wired by the plugin; with ``key`` ("namespace/name") it is also a Pod object in
+        the API, put before ADD with its labels and again after with its addresses, as the
+        kubelet's status update does."""
+        pod = Pod(self, len(self.pods) + 1, key, labels)
         self.pods.append(pod)
+        pod.publish()
         pod.add()
+        pod.publish()
         return pod
 
 
 class Pod:
-    def __init__(self, node: Node, index: int) -> None:
+    def __init__(self, node: Node, index: int, key: str = "", labels: dict | None = None) -> None:
         self.node = node
         self.ns = f"{node.ns}p{index}"
         self.container_id = f"{node.name}-pod{index}-{uuid.uuid4().hex[:8]}"
+        self.key, self.labels = key, dict(labels or {})
         self.ips: list[str] = []
         self.added = False
 
+    def publish(self, labels: dict | None = None) -> None:
+        """Put (or update) this pod's object in the API stub; a no-op for an unnamed pod."""
+        if labels is not None:
+            self.labels = dict(labels)
+        if self.key:
+            namespace, name = self.key.split("/")
+            self.node.bed.stub.put(pod_object(namespace, name, self.labels, self.ips, node_name=self.node.name))
+
     def conf(self) -> dict:
-        return {"cniVersion": "1.0.0", "name": "pwn", "type": "podwire", "bridge": "pwbr0", "isGateway": True,
+        hook = {"netpolSocket": self.node.agent.cni_socket} if self.node.agent else {}
+        return {"cniVersion": "1.0.0", "name": "pwn", "type": "podwire", "bridge": "pwbr0", "isGateway": True, **hook,
                 # ipMasq off: with routing on, podwire-cnid's podwire-nat table masquerades (docs/cni.md)
                 "ipam": {"type": "podwire-ipam", "dataDir": os.path.join(self.node.workdir, "ipam"),
                          "ranges": [[{"subnet": "usePodCidr"}], [{"subnet": "usePodCidrIPv6"}]],
@@ -178,6 +204,9 @@ class Pod:
                "CNI_CONTAINERID": self.container_id, "CNI_NETNS": f"/run/netns/{self.ns}", "CNI_IFNAME": "eth0",
                "CNI_PATH": self.node.bed.bin_dir, "PODWIRE_CNID_SOCKET": self.node.socket,
                "PODWIRE_POD_CIDRS_FILE": self.node.cidrs_file}
+        if self.key:
+            namespace, name = self.key.split("/")
+            env["CNI_ARGS"] = f"K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name}"
         proc = subprocess.run([*in_netns(self.node.ns), os.path.join(self.node.bed.bin_dir, "podwire")],
                               input=json.dumps(self.conf()).encode(), env=env, capture_output=True, timeout=60)
         out = proc.stdout.decode().strip()
@@ -307,6 +336,8 @@ class Bed:
     def close(self) -> None:
         for node in self.nodes.values():
             node.kill()
+            if node.agent is not None:
+                node.agent.close()  # its programs go with the namespaces; its pins are in /sys/fs/bpf
         for name in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
         self.stub.close()
