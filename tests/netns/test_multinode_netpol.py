@@ -179,3 +179,32 @@ def test_a_remote_pods_label_change_is_enforced_as_fast_as_a_local_ones(bed):
     print("label change -> first refused connection, ms (median, max):",
           {k: f"{m:.1f}, {x:.1f}" for k, (m, x) in summary.items()})
     assert max(remote) < 2.0 and max(local) < 2.0, summary
+
+
+@pytest.mark.parametrize("proxy", ["iptables", "nftables"])
+def test_egress_through_a_service_is_judged_at_the_remote_backend(bed, proxy):
+    """A client on n2 dials a ClusterIP whose backend is web on n1: kube-proxy-shaped DNAT on
+    n2 picks it, and the client's egress policy is judged against web's labels (learned from
+    the API), not against the ClusterIP."""
+    from netpolsvc import Svc, SvcPort, iptables_rules, nft_rules
+    n2 = bed.nodes["n2"]
+    svc = Svc("x", "websvc", "10.96.0.50", [SvcPort("TCP", 80, 80)], ["x/web"])
+    rules = (iptables_rules if proxy == "iptables" else nft_rules)([svc], {"x/web": bed.web.ip(4)}, n2.pod_cidrs[0])
+    load = "iptables-restore --noflush" if proxy == "iptables" else "nft -f -"
+    subprocess.run(["ip", "netns", "exec", n2.ns, "sh", "-c", load], input=rules, text=True, check=True)
+    bed.stub.put(svc.manifest())
+    try:
+        assert connects(bed.remote, svc.cluster_ip)  # no policy
+        bed.stub.put(network_policy("x", "client-egress", CLIENT_EGRESS))  # role=client may reach app=nothing
+        wait_for(lambda: not connects(bed.remote, svc.cluster_ip), what="egress through the Service refused")
+        assert connects(bed.other, svc.cluster_ip)  # not selected by the policy
+        rule = {**CLIENT_EGRESS, "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "web"}}}],
+                                             "ports": [{"protocol": "TCP", "port": 80}]}]}
+        bed.stub.put(network_policy("x", "client-egress", rule))  # now: web's pods on port 80
+        wait_for(lambda: connects(bed.remote, svc.cluster_ip), what="egress through the Service allowed")
+        assert connects(bed.remote, bed.web.ip(4))  # the same verdict as dialling web directly
+    finally:
+        bed.stub.delete("networkpolicies", "x", "client-egress")
+        bed.stub.delete("services", "x", "websvc")
+        flush = "iptables -t nat -F; iptables -t nat -X" if proxy == "iptables" else "nft delete table ip kube-proxy"
+        subprocess.run(["ip", "netns", "exec", n2.ns, "sh", "-c", flush + "; conntrack -F 2>/dev/null; true"])
