@@ -5,7 +5,7 @@ with :data:`STANDALONE`: a fresh netlink socket per use, pyroute2's forked child
 for sockets in a pod's namespace, links deleted in line, leases read from disk
 under flock.  podwire-cnid builds one :class:`Context` at start-up (warm sockets
 per worker thread, its single-threaded namespace broker, the deletion batcher,
-the in-memory lease cache) and passes it with every request to skel.dispatch,
+the in-memory lease cache, the reaper of retired veths) and passes it with every request to skel.dispatch,
 which hands it to the verb as ``args.context``.  Which behaviour a call gets is
 therefore visible where the call is made, never a module-level switch.
 
@@ -36,6 +36,12 @@ class LinkDeleter(Protocol):
     def delete(self, name: str) -> bool: ...
 
 
+class LinkReaper(Protocol):
+    """Deletes retired host links later, off the verb's path (cni.daemon.retired.RetiredLinks)."""
+
+    def defer(self, name: str) -> None: ...
+
+
 StoreOpener = Callable[[str], ContextManager[Any]]  # lease directory -> its store, locked
 
 
@@ -46,6 +52,9 @@ class Context:
     host_sockets: Optional[HostSockets] = None
     ns_sockets: Optional[NsSocketOpener] = None
     link_deleter: Optional[LinkDeleter] = None
+    # DEL retires the veth (renamed, cut off) and leaves the kernel's slow deletion to this;
+    # None: DEL deletes the veth before it returns (the executables have no one to hand it to).
+    link_reaper: Optional[LinkReaper] = None
     open_store: Optional[StoreOpener] = None
     # The environment plugins exec'd by a verb inherit (IPAM delegation): the process's own
     # when None; podwire-cnid sets the requesting executable's, per request.

@@ -21,6 +21,7 @@ class Health:
         # Extra readiness checks: each returns a problem or None (e.g. the pod CIDR source).
         self.checks: list[Callable[[], Optional[str]]] = []
         self.routing: Optional[Callable[[], dict]] = None  # inter-node routing's mode and counts
+        self.retired: Optional[Callable[[], dict]] = None  # veths DEL retired: pending, deleted
 
     def problems(self) -> list[str]:
         found = ["podwire-cnid is shutting down"] if self.draining else []
@@ -46,4 +47,5 @@ class Health:
         return {"ready": not problems, "problems": problems, "pid": os.getpid(),
                 "uptime_s": round(time.time() - self.started, 1),
                 "served": self.served, "in_flight": self.in_flight, "metrics": self.metrics,
-                **({"routing": self.routing()} if self.routing else {})}
+                **({"routing": self.routing()} if self.routing else {}),
+                **({"retired_veths": self.retired()} if self.retired else {})}

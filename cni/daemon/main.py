@@ -30,13 +30,16 @@ from .nodes.model import DEFAULT_PORT, DEFAULT_VNI, MODES
 from .nsbroker import NsBroker
 from .podcidr import PodCidrs
 from .reaper import Reaper
+from .retired import RetiredLinks
 from .server import Server
 
 DEFAULT_CONFIG = "/etc/podwire/cnid.toml"
+log = logging.getLogger("podwire-cnid")
 DEFAULTS = {"socket": DEFAULT_SOCKET, "workers": 32, "request_timeout": 120.0, "pod_cidrs": [],
             "node_name": "", "kubeconfig": "", "pod_cidrs_file": nodecidr.DEFAULT_PATH, "log_level": "info",
             "log_format": logs.DEFAULT_FORMAT, "metrics_address": CNID_ADDRESS,
-            "routing": "none", "vxlan_vni": DEFAULT_VNI, "vxlan_port": DEFAULT_PORT, "masquerade": True}
+            "routing": "none", "vxlan_vni": DEFAULT_VNI, "vxlan_port": DEFAULT_PORT, "masquerade": True,
+            "reap_delay": 0.0}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -61,6 +64,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--vxlan-port", type=int, help=f"the overlay's UDP port (default {DEFAULT_PORT})")
     parser.add_argument("--masquerade", action=argparse.BooleanOptionalAction,
                         help="with routing: masquerade pod traffic leaving the cluster's pod CIDRs (default on)")
+    parser.add_argument("--reap-delay", type=float, help="seconds a veth retired by DEL waits before "
+                                                          "the kernel deletes it (default 0)")
     opts = parser.parse_args(argv)
     settings = {**DEFAULTS, **_load_config(opts.config)}
     for key in DEFAULTS:
@@ -107,13 +112,20 @@ def serve(opts: argparse.Namespace) -> int:
     broker = NsBroker()  # started before any thread of ours exists
     # Every request's verbs run in this context (cni/context.py): the executables' defaults
     # are a fresh socket per use, pyroute2's fork, deletions in line and the disk store.
+    retired = RetiredLinks(sockets, opts.reap_delay)
+    # Retired veths a previous daemon left (kill -9 with deletions pending): before serving.
+    swept = retired.sweep()
+    if swept:
+        log.info("deleted %d retired veths left from before", swept)
+    retired.start()
     context = Context(host_sockets=sockets, ns_sockets=broker, link_deleter=Reaper(sockets),
-                      open_store=StoreCache().locked)
+                      link_reaper=retired, open_store=StoreCache().locked)
     _import_verbs()
     health = Health()
     cidrs = PodCidrs(opts.pod_cidrs_file, opts.pod_cidrs, opts.node_name,
                      api_factory=lambda: _kube_api(opts.kubeconfig))
     health.checks.append(cidrs.problem)
+    health.retired = lambda: {"pending": retired.pending(), "deleted": retired.reaped}
     router, watcher = _routing(opts)
     health.checks.append(router.problem)
     health.routing = router.stats
@@ -134,6 +146,7 @@ def serve(opts: argparse.Namespace) -> int:
     cidrs.stop()
     if watcher is not None:
         watcher.stop()
+    retired.close()  # no retired veth outlives a clean stop
     router.stop()  # routes stay: pods keep talking across nodes while the daemon restarts
     if metrics_server is not None:
         metrics_server.close()

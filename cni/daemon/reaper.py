@@ -66,6 +66,26 @@ class Reaper:
         return True
 
 
+def delete_many(ipr, names: list[str]) -> None:
+    """Delete the host links ``names`` (missing ones are skipped) in one group deletion."""
+    batch = _Batch()
+    for name in names:
+        index = netlink.index_of(ipr, name)
+        if index is None:
+            continue
+        try:
+            ipr.link("set", index=index, group=batch.group)
+        except netlink.NetlinkError as exc:
+            if exc.code in netlink.GONE:
+                continue
+            raise
+        batch.indexes.append(index)
+    if batch.indexes:
+        error = _delete_group(ipr, batch)
+        if error is not None:
+            raise error
+
+
 def _delete_group(ipr, batch: _Batch) -> Exception | None:
     try:
         ipr.link("del", group=batch.group)

@@ -8,7 +8,6 @@ earlier one failed, and the IPAM lease is always released.
 """
 from __future__ import annotations
 
-from .. import netlink
 from ..skel import CmdArgs
 from . import config, firewall, ipam, netpol, veth
 from .naming import attachment_key, host_veth_name
@@ -37,10 +36,4 @@ def _remove_rules(conf, key: str) -> None:
 
 
 def _remove_links(args: CmdArgs) -> None:
-    if veth.delete_host_end(args.context, host_veth_name(args.container_id, args.ifname)):
-        return  # the pod end went with it
-    if netlink.netns_exists(args.netns):
-        # No host end (e.g. the host side was cleaned by hand): remove the pod end if it
-        # is still there, so a later ADD with the same ifname succeeds.
-        with netlink.netns(args.context, args.netns) as ns:
-            netlink.delete_link(ns, args.ifname)
+    veth.remove(args.context, args.netns, host_veth_name(args.container_id, args.ifname), args.ifname)

@@ -11,7 +11,7 @@ from ..context import Context
 from ..errors import invalid_config
 from ..skel import CmdArgs
 from . import config, firewall, ipam
-from .naming import attachment_key, parse_alias
+from .naming import attachment_key, is_retired, parse_alias
 
 
 def valid_attachments(conf: dict) -> set[tuple[str, str]]:
@@ -42,9 +42,11 @@ def gc(args: CmdArgs) -> None:
 
 
 def remove_stale_links(ctx: Context, network: str, valid: set[tuple[str, str]]) -> None:
-    """Delete this network's host veths whose attachment is not in ``valid``."""
+    """Delete this network's host veths whose attachment is not in ``valid``, and every
+    retired veth (a DEL finished with it; its deletion was pending when a daemon died)."""
     with netlink.host(ctx) as ipr:
         for link in ipr.link("dump"):
+            name = link.get("IFLA_IFNAME") or ""
             owner = parse_alias(link.get("IFLA_IFALIAS") or "")
-            if owner and owner[0] == network and owner[1:] not in valid:
-                netlink.delete_link(ipr, link.get("IFLA_IFNAME"))
+            if is_retired(name) or (owner and owner[0] == network and owner[1:] not in valid):
+                netlink.delete_link(ipr, name)

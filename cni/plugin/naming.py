@@ -7,14 +7,29 @@ ifname, so GC can tell which stale links belong to which network.
 from __future__ import annotations
 
 import hashlib
+import secrets
 
 HOST_VETH_PREFIX = "pw"
 ALIAS_PREFIX = "podwire"
+# A retired veth (DEL done, the kernel's deletion pending in podwire-cnid): both ends carry
+# this prefix plus 12 random hex digits.  "x" is no hex digit, so no live host veth
+# (HOST_VETH_PREFIX + hex) ever matches, and whoever finds such a link may delete it.
+RETIRED_PREFIX = "pwx"
 
 
 def host_veth_name(container_id: str, ifname: str) -> str:
     digest = hashlib.sha256(f"{container_id}\x00{ifname}".encode()).hexdigest()
     return HOST_VETH_PREFIX + digest[:12]  # 14 characters: fits IFNAMSIZ
+
+
+def retired_name() -> str:
+    """A fresh name for a retired veth end: unique, so an attachment retired twice before
+    its first link is reaped (DEL, ADD, DEL) never collides with itself."""
+    return RETIRED_PREFIX + secrets.token_hex(6)  # 15 characters: IFNAMSIZ - 1
+
+
+def is_retired(name: str) -> bool:
+    return name.startswith(RETIRED_PREFIX) and len(name) == len(RETIRED_PREFIX) + 12
 
 
 def attachment_key(network: str, container_id: str, ifname: str) -> str:

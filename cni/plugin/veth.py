@@ -6,8 +6,9 @@ import dataclasses
 import os
 
 from .. import netlink
-from ..context import Context
+from ..context import Context, LinkReaper
 from ..errors import CniError, Code
+from .naming import retired_name
 
 
 @dataclasses.dataclass
@@ -82,3 +83,51 @@ def _host_end_ipv6(name: str, routed: bool) -> None:
 def delete_host_end(ctx: Context, host_name: str) -> bool:
     """Deleting one end of a veth deletes both; a missing link is success (DEL is idempotent)."""
     return netlink.delete_host_link(ctx, host_name)
+
+
+def remove(ctx: Context, netns_path: str, host_name: str, ifname: str) -> None:
+    """DEL's link step: the pair goes, at once or (podwire-cnid) retired for its reaper."""
+    if ctx.link_reaper is not None and _retire(ctx, ctx.link_reaper, netns_path, host_name, ifname):
+        return
+    if delete_host_end(ctx, host_name):
+        return  # the pod end went with it
+    if netlink.netns_exists(netns_path):
+        # No host end (e.g. the host side was cleaned by hand): remove the pod end if it
+        # is still there, so a later ADD with the same ifname succeeds.
+        with netlink.netns(ctx, netns_path) as ns:
+            netlink.delete_link(ns, ifname)
+
+
+def _retire(ctx: Context, reaper: LinkReaper, netns_path: str, host_name: str, ifname: str) -> bool:
+    """Cut the pod off and free both names now; leave the deletion to the reaper.
+
+    The kernel needs 15-20 ms of RCU waits to delete a veth, which DEL need not wait
+    for.  Each step leaves a state every later verb handles: (1) the pod end, renamed
+    and down: the pod has no network and CNI_IFNAME is free in its netns (its IPv4
+    address stays on a down link, without routes; IPv6 ones go with the down); (2) the
+    host end, renamed, down and out of the bridge: the deterministic name is free for a
+    re-ADD of this attachment; (3) the reaper deletes the reserved name later, and a
+    daemon (re)start or GC deletes whatever carries the prefix.  Interrupted after (1),
+    a re-ADD deletes the stale host end in line, a repeated DEL retires it.  False:
+    no host end to retire (the standalone steps handle what may be left)."""
+    with netlink.host(ctx) as ipr:
+        host = netlink.find_link(ipr, host_name)
+    if host is None:
+        return False
+    name = retired_name()
+    if netlink.netns_exists(netns_path):
+        with netlink.netns(ctx, netns_path) as ns:
+            pod = netlink.find_link(ns, ifname)
+            # Only our own pod end: its index is the host end's peer (IFLA_LINK).
+            if pod is not None and pod["index"] == host.get("IFLA_LINK"):
+                with netlink.about(f"cannot retire pod interface {ifname!r}", f"in netns {netns_path}"):
+                    ns.link("set", index=pod["index"], ifname=name, state="down")
+    with netlink.host(ctx) as ipr, netlink.about(f"cannot retire host veth {host_name!r}"):
+        try:
+            ipr.link("set", index=host["index"], ifname=name, state="down", master=0)
+        except netlink.NetlinkError as exc:
+            if exc.code in netlink.GONE:
+                return True  # the netns went and took the pair with it
+            raise
+    reaper.defer(name)
+    return True
