@@ -13,7 +13,7 @@ from cri_api.v1 import api_pb2 as api
 
 from .. import errors
 from ..oci import cgroupdriver
-from ..sandbox import files, namespaces, netpol, sysctl
+from ..sandbox import background, files, namespaces, netpol, sysctl
 from ..store.records import POD_NOTREADY, POD_READY, PodRecord, now_ns
 from . import events
 
@@ -93,14 +93,18 @@ def _run(svc: Services, config: api.PodSandboxConfig, handler: str) -> PodRecord
         svc.pods.put(rec, visible=False)
         undo.callback(_best_effort, svc.pods.delete, pod_id)
         files.write_pod_files(pod_dir, config, host_net, svc.config.default_resolv_conf)
-        if rec.netns:
-            namespaces.create_netns(rec.netns_name)
-            undo.callback(_best_effort, namespaces.remove_netns, rec.netns_name)
+        # Labels first: the CNI hook's registration (inside ADD) then attaches the programs to
+        # an endpoint whose identity is known (cri/sandbox/netpol.py).  The agent is told while
+        # the namespaces are made (the call waits on the agent, the pinning on `unshare`); the
+        # undo joins it first, so a registration never lands after its undo.
+        registration = background.call(svc.netpol.register, config) if rec.netns else None
+        if registration is not None:
+            undo.callback(_undo_registration, svc, rec, registration)
         undo.callback(_best_effort, shutil.rmtree, ns_dir, True)     # runs after the unpins below
         # The kernel's name only in the pod's own UTS namespace (none with host networking).
-        namespaces.pin_ipc_uts(rec.ipc_ns, rec.uts_ns, files.hostname_for(config))
-        undo.callback(_best_effort, namespaces.unpin, rec.ipc_ns)
-        undo.callback(_best_effort, namespaces.unpin, rec.uts_ns)
+        namespaces.pin(rec.netns, rec.ipc_ns, rec.uts_ns, files.hostname_for(config))
+        for path in (rec.netns, rec.ipc_ns, rec.uts_ns):
+            undo.callback(_best_effort, namespaces.unpin, path)
         if rec.shm:
             files.mount_shm(pod_dir)
             undo.callback(_best_effort, files.unmount_shm, rec.shm)
@@ -112,11 +116,8 @@ def _run(svc: Services, config: api.PodSandboxConfig, handler: str) -> PodRecord
             holder, pid_ns = namespaces.start_pid_holder(ns_dir, scope)
             undo.callback(_best_effort, namespaces.stop_pid_holder, holder)
             rec = _replace(rec, pid_holder=holder, pid_ns=pid_ns)
-        if rec.netns:
-            # Labels first: the CNI hook's registration (inside ADD) then attaches the
-            # programs to an endpoint whose identity is known (cri/sandbox/netpol.py).
-            if svc.netpol.register(config):
-                undo.callback(_unregister, svc, rec)
+        if registration is not None:
+            registration.result()            # an agent that refused or is down fails the pod
             network, ips = svc.network.setup(pod_id, rec.netns, config)
             undo.callback(_best_effort, svc.network.teardown, pod_id, rec.netns, config, network)
             sysctl.apply_in_netns(rec.netns_name, net_sysctls)
@@ -130,8 +131,8 @@ def _run(svc: Services, config: api.PodSandboxConfig, handler: str) -> PodRecord
     return rec
 
 
-def _unregister(svc: Services, rec: PodRecord) -> None:
-    if netpol.other_live_sandbox(svc, rec) is None:
+def _undo_registration(svc: Services, rec: PodRecord, registration: background.Call) -> None:
+    if registration.succeeded() and netpol.other_live_sandbox(svc, rec) is None:
         svc.netpol.unregister(rec.config)
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from cri_api.v1 import api_pb2 as api
 
-from ..sandbox import namespaces, netpol
+from ..sandbox import background, namespaces, netpol
 from ..store.records import POD_NOTREADY, PodRecord
 from . import container_stop, events
 
@@ -33,10 +33,23 @@ def stop(svc: Services, pod: PodRecord) -> PodRecord:
         for ctr in svc.pod_containers(pod.id):
             container_stop.stop(svc, ctr, timeout=0)
         was_ready = pod.state != POD_NOTREADY
-        if pod.state != POD_NOTREADY:
-            pod = svc.pods.update(pod.id, state=POD_NOTREADY)
-        _teardown_network(svc, pod)
-        _unregister(svc, pod)
+        changes = {"state": POD_NOTREADY} if was_ready else {}
+        pending = bool(pod.network or pod.netns) and not pod.host_network
+        # The agent forgets the pod while CNI DEL runs (both wait on other processes; the
+        # CNI hook's DEL usually removes the endpoint too, and both are idempotent).  Not again
+        # once an earlier Stop finished: RemovePodSandbox calls this for a stopped pod.
+        forget = background.call(_unregister, svc, pod) if (was_ready or pending) else None
+        try:
+            if pending:
+                _teardown_network(svc, pod)
+                changes.update(network="", netns="")
+        finally:
+            # One record write: the new state, and the network's absence once torn down.  A DEL
+            # that failed leaves the network named, so the kubelet's next Stop retries it.
+            if changes:
+                pod = svc.pods.update(pod.id, **changes)
+            if forget is not None:
+                forget.result()
     if was_ready:
         events.publish(svc, pod.id, pod.id, events.STOPPED)
     return pod
@@ -55,12 +68,7 @@ def _teardown_network(svc: Services, pod: PodRecord) -> None:
     """DEL even when the netns is already gone (reboot, crash): the plugins must still
     release the pod's IPs (containerd/cri#948).  On failure the netns and the record's
     network stay, so the kubelet's next StopPodSandbox retries the DEL."""
-    if pod.host_network:
-        return
-    if not (pod.network or pod.netns):
-        return                               # torn down by an earlier Stop
     netns = pod.netns if namespaces.netns_exists(pod.netns) else ""
     svc.network.teardown(pod.id, netns, pod.config, pod.network)
     if pod.netns_name:
         namespaces.remove_netns(pod.netns_name)
-    svc.pods.update(pod.id, network="", netns="")

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 NETNS_DIR = "/run/netns"
 _MNT_DETACH = 2
+_MS_BIND, _MS_REC, _MS_SHARED = 4096, 16384, 1 << 20
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -30,53 +31,64 @@ def netns_name(pod_id: str) -> str:
     return f"podwire-{pod_id[:16]}"
 
 
-def create_netns(name: str) -> str:
-    """A new network namespace pinned at /run/netns/<name>, loopback up."""
-    proc.run(["ip", "netns", "add", name], what=f"creating netns {name}")
-    try:
-        proc.run(["ip", "-n", name, "link", "set", "lo", "up"], what=f"loopback up in {name}")
-    except Exception:
-        remove_netns(name)
-        raise
-    return os.path.join(NETNS_DIR, name)
-
-
-def remove_netns(name: str) -> None:
-    """Idempotent: a netns that is already gone (e.g. after a reboot) is success."""
-    path = os.path.join(NETNS_DIR, name)
-    if not os.path.lexists(path):
-        return
-    res = proc.run(["ip", "netns", "del", name], check=False)
-    if res.returncode != 0 and os.path.lexists(path):
-        # `ip netns del` fails on a dangling file (mount already gone); finish the job.
-        unpin(path)
-
-
-def netns_exists(path: str) -> bool:
-    return bool(path) and os.path.ismount(path)
-
-
-def pin_ipc_uts(ipc_path: str, uts_path: str, hostname: str) -> None:
-    """New IPC and/or UTS namespaces pinned at the given files ("" = not wanted); the UTS
-    one gets ``hostname``.  One `unshare` child does all of it."""
-    paths = {kind: path for kind, path in (("ipc", ipc_path), ("uts", uts_path)) if path}
+def pin(net_path: str, ipc_path: str, uts_path: str, hostname: str) -> None:
+    """New network, IPC and/or UTS namespaces pinned at the given files ("" = not wanted): the
+    network one with loopback up, the UTS one named ``hostname``.  One `unshare` child makes
+    and pins all of them (what `ip netns add` + `ip -n NAME link set lo up` + `unshare --ipc
+    --uts` did in four start-ups); on failure nothing stays pinned."""
+    paths = {kind: path for kind, path in (("net", net_path), ("ipc", ipc_path), ("uts", uts_path)) if path}
     if not paths:
         return
-    argv = ["unshare"]
-    for kind, path in paths.items():
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        open(path, "a").close()     # the bind-mount target must exist
-        argv.append(f"--{kind}={path}")
+    if net_path:
+        _prepare_netns_dir()
+    argv = ["unshare", *(f"--{kind}={path}" for kind, path in paths.items())]
     # Not hostname(1): Debian's refuses names the kernel takes (capitals are fine, but "_", spaces
     # and a leading "-" are not).  The proc file is sethostname(2) for the child's new UTS namespace.
-    argv += (["sh", "-c", 'printf %s "$1" > /proc/sys/kernel/hostname', "sethostname", hostname]
-             if uts_path and hostname else ["true"])
+    steps = (["ip link set lo up"] if net_path else []) + \
+        (['printf %s "$1" > /proc/sys/kernel/hostname'] if uts_path and hostname else [])
+    if steps == ["ip link set lo up"]:
+        argv += ["ip", "link", "set", "lo", "up"]
+    else:
+        argv += (["sh", "-c", " && ".join(steps), "pin", hostname] if steps else ["true"])
     try:
-        proc.run(argv, what="pinning pod IPC/UTS namespaces")
+        for path in paths.values():
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            open(path, "a").close()     # the bind-mount target must exist
+        proc.run(argv, what="creating the pod's namespaces")
     except Exception:
         for path in paths.values():
             unpin(path)
         raise
+
+
+_netns_dir_ready = False
+
+
+def _prepare_netns_dir() -> None:
+    """/run/netns as `ip netns add` leaves it: a mount point with shared propagation, so a pin
+    made here shows in mount namespaces made later from this one (iproute2's netns_add)."""
+    global _netns_dir_ready
+    if _netns_dir_ready:
+        return
+    os.makedirs(NETNS_DIR, mode=0o755, exist_ok=True)
+    target = os.fsencode(NETNS_DIR)
+    if _libc.mount(b"none", target, None, _MS_SHARED | _MS_REC, None) != 0:
+        if ctypes.get_errno() != errno.EINVAL:          # EINVAL: not a mount point yet
+            raise errors.internal(f"making {NETNS_DIR} shared: {os.strerror(ctypes.get_errno())}")
+        if _libc.mount(target, target, b"none", _MS_BIND | _MS_REC, None) != 0 or \
+                _libc.mount(b"none", target, None, _MS_SHARED | _MS_REC, None) != 0:
+            raise errors.internal(f"mounting {NETNS_DIR}: {os.strerror(ctypes.get_errno())}")
+    _netns_dir_ready = True
+
+
+def remove_netns(name: str) -> None:
+    """What `ip netns del` does, without its start-up: lazy-unmount the pin and remove the file.
+    Idempotent: a netns that is already gone (e.g. after a reboot) is success."""
+    unpin(os.path.join(NETNS_DIR, name))
+
+
+def netns_exists(path: str) -> bool:
+    return bool(path) and os.path.ismount(path)
 
 
 def unpin(path: str) -> None:

@@ -104,7 +104,7 @@ class Runtime(abc.ABC):
 class Podwire(Runtime):
     name = "podwire-cri"
 
-    def start(self, conf_dir: str, bin_dir: str) -> None:
+    def start(self, conf_dir: str, bin_dir: str, netpol_socket: str = "", env: dict | None = None) -> None:
         from cri.config import Config, to_toml
         self.cfg = Config(listen=self.socket, state_dir=os.path.join(self.work, "pw-state"),
                           run_dir=os.path.join(self.work, "pw-run"), cni_conf_dir=conf_dir,
@@ -112,7 +112,7 @@ class Podwire(Runtime):
                           runc_root=os.path.join(self.work, "pw-runc"), restrict_oom_score_adj=True,
                           cgroup_driver="cgroupfs", cgroup_parent=PODWIRE_CGROUP_PARENT,
                           registry_config_dir=os.path.join(self.work, "certs.d"),
-                          netpol_socket="",
+                          netpol_socket=netpol_socket,
                           metrics_address="127.0.0.1:0")   # on, as by default, on a free port
         path = os.path.join(self.work, "cri.toml")
         with open(path, "w") as f:
@@ -120,7 +120,8 @@ class Podwire(Runtime):
         log = open(os.path.join(self.work, "podwire-cri.log"), "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "cri.server.main", "--config", path,
                                       "--log-level", "warning"], stdout=log, stderr=log,
-                                     cwd=os.path.join(HERE, "..", ".."), start_new_session=True)
+                                     cwd=os.path.join(HERE, "..", ".."), start_new_session=True,
+                                     env={**os.environ, **(env or {})})
         self.wait_ready()
 
     def pids(self) -> list[int]:

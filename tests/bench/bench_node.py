@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""Node-level benchmark (issue 14): the podwire node stack against containerd with the reference
+CNI plugins, through the CRI socket, driven by the same gRPC client.
+
+podwire runs as a node runs it: podwire-netpol, podwire-cnid and podwire-cri all up (each on a
+private socket, state and pin directory), podwire-cri talking to the agent, the podwire CNI
+plugin reaching the daemon (PODWIRE_CNID_SOCKET) and the agent's CNI hook (netpolSocket), with
+the installed conflist (packaging/cni/10-podwire.conflist: bridge, isGateway, ipMasq,
+hairpinMode, IPv4 + IPv6 ranges, then portmap) on a private bridge, subnets and IPAM dir.
+
+containerd runs with the reference plugins in the same shape: bridge (isGateway, ipMasq,
+hairpinMode) with host-local over an IPv4 and an IPv6 range, then portmap (what containerd's
+own example conflist has), plus the loopback plugin it runs by itself; its sandbox image is
+busybox sleeping, from the same local registry.
+
+Measured in one run, the two stacks interleaved (one pod or container on each in turn):
+  * pod life cycle: RunPodSandbox, PodSandboxStatus, StopPodSandbox, RemovePodSandbox;
+  * container life cycle in one pod: Create, Start, Status, Stop (timeout 0), Remove;
+  * memory (RSS, PSS, USS) of each stack idle and with --density pods running one container
+    each: podwire-netpol + podwire-cnid (and its namespace broker) + podwire-cri + conmons,
+    against containerd + its shims.
+
+Benchmarks print ratio tables of side-by-side medians; nothing here asserts a time.  Writes
+tests/bench/results/node.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, os.path.join(HERE, "..", ".."))
+
+import grpc  # noqa: E402
+from cri_api.v1 import api_pb2 as api  # noqa: E402
+
+import bench_cri  # noqa: E402
+from bench_cri import (CTR_OPS, POD_OPS, SETTLE_S, Containerd, Podwire, container_cycle,  # noqa: E402
+                       density, memory_kib, pod_config, pod_cycle, remove_pods)
+from cnitest import REFERENCE_PLUGIN_DIR, Daemon, unique  # noqa: E402
+from crihelpers import remove_cgroup_tree  # noqa: E402
+from localregistry import LocalRegistry  # noqa: E402
+from netpolnet import AgentProcess  # noqa: E402
+from testimages import ImagePusher, ImageSpec  # noqa: E402
+
+from cni.install import write_wrappers  # noqa: E402
+
+RESULTS = os.path.join(HERE, "results")
+INSTALLED_CONFLIST = os.path.join(HERE, "..", "..", "packaging", "cni", "10-podwire.conflist")
+GOALS = {"pods": 0.8, "StopPodSandbox": 1.0, "ctrs": 0.8}
+MEMORY_GOALS = {"idle": 1.0, "busy": 1.5}
+
+
+class PodwireNode(Podwire):
+    """podwire-cri with the node's other two daemons; its memory counts all three."""
+
+    def __init__(self, work: str) -> None:
+        super().__init__(work)
+        for d in ("agent", "cnid"):
+            os.makedirs(os.path.join(work, d), exist_ok=True)
+        self.agent = AgentProcess(os.path.join(work, "agent"))
+        self.cnid = Daemon(os.path.join(work, "cnid"))
+
+    def start_daemons(self) -> None:
+        # In run_stack.py's order: the agent first, then the CNI daemon.
+        self.agent.start()
+        self.cnid.start()
+
+    def start(self, conf_dir: str, bin_dir: str, netpol_socket: str = "", env: dict | None = None) -> None:
+        super().start(conf_dir, bin_dir, netpol_socket=self.agent.socket,
+                      env={"PODWIRE_CNID_SOCKET": self.cnid.socket})
+
+    def pids(self) -> list[int]:
+        daemons = [p.pid for p in (self.agent.proc, self.cnid.proc) if p is not None]
+        return super().pids() + [pid for d in daemons for pid in [d, *_descendants(d)]]
+
+    def stop(self) -> None:
+        super().stop()
+        self.cnid.stop()
+        self.agent.close()
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            kids = []
+        out += kids
+        todo += kids
+    return out
+
+
+def networks(work: str, agent_cni_socket: str) -> tuple[str, str, str, list[str]]:
+    """(podwire conf dir, containerd conf dir, bin dir, bridges)."""
+    bin_dir = os.path.join(work, "cni-bin")
+    write_wrappers(bin_dir, sys.executable)
+    for name in os.listdir(REFERENCE_PLUGIN_DIR):
+        os.symlink(os.path.join(REFERENCE_PLUGIN_DIR, name), os.path.join(bin_dir, name))
+    pw_dir, cd_dir = os.path.join(work, "net.d-podwire"), os.path.join(work, "net.d-containerd")
+    os.makedirs(pw_dir)
+    os.makedirs(cd_dir)
+    with open(INSTALLED_CONFLIST) as f:
+        pw = json.load(f)
+    pw_bridge, cd_bridge = unique("pwnb"), unique("cdnb")
+    main = pw["plugins"][0]
+    main.update(bridge=pw_bridge, netpolSocket=agent_cni_socket)
+    main["ipam"].update(dataDir=os.path.join(work, "ipam-podwire"),
+                        ranges=[[{"subnet": "10.247.0.0/22"}], [{"subnet": "fd47::/64"}]])
+    pw["name"] = unique("pwnode-", 20)
+    # The reference in the same shape (containerd's example conflist has these fields).
+    cd = {"cniVersion": "1.0.0", "name": unique("cdnode-", 20), "plugins": [
+        {"type": "bridge", "bridge": cd_bridge, "isGateway": True, "ipMasq": True, "hairpinMode": True,
+         "ipam": {"type": "host-local", "dataDir": os.path.join(work, "ipam-containerd"),
+                  "ranges": [[{"subnet": "10.247.4.0/22"}], [{"subnet": "fd47:1::/64"}]],
+                  "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}},
+        {"type": "portmap", "capabilities": {"portMappings": True}}]}
+    for d, conf in ((pw_dir, pw), (cd_dir, cd)):
+        with open(os.path.join(d, "10-bench.conflist"), "w") as f:
+            json.dump(conf, f)
+    return pw_dir, cd_dir, bin_dir, [pw_bridge, cd_bridge]
+
+
+def measure(stacks: dict, image: str, work: str, opts) -> dict:
+    res: dict = {name: {"pods": {}, "ctrs": {}} for name in stacks}
+    clients = {name: rt.client() for name, rt in stacks.items()}
+    logs = {name: os.path.join(work, "logs-" + name) for name in stacks}
+    for name, c in clients.items():
+        c.img.PullImage(api.PullImageRequest(image=api.ImageSpec(image=image)), timeout=300)
+        for _ in range(2):
+            pod_cycle(c, logs[name], {})               # warm-up
+    for _ in range(opts.pods):
+        for name, c in clients.items():
+            pod_cycle(c, logs[name], res[name]["pods"])
+    pods = {name: c.rt.RunPodSandbox(api.RunPodSandboxRequest(config=pod_config(logs[name])),
+                                     timeout=300).pod_sandbox_id for name, c in clients.items()}
+    for i in range(opts.containers + 1):
+        for name, c in clients.items():
+            container_cycle(c, pods[name], image, i, res[name]["ctrs"] if i else {})
+    for c in clients.values():
+        remove_pods(c)
+    time.sleep(SETTLE_S)
+    for name, rt in stacks.items():
+        res[name]["idle"] = memory_kib(rt.pids())
+    for name, rt in stacks.items():
+        density(clients[name], image, logs[name], opts.density)
+        time.sleep(SETTLE_S)
+        res[name]["busy"] = memory_kib(rt.pids())
+        remove_pods(clients[name])
+    return res
+
+
+def _verdict(ratio: float, goal: float) -> str:
+    return "met" if ratio <= goal else f"missed by {(ratio / goal - 1) * 100:.0f}%"
+
+
+def table(res: dict, opts) -> str:
+    pw, cd = res["podwire"], res["containerd"]
+    med = statistics.median
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    lines = [f"# Node stacks: podwire (netpol + cnid + cri) vs containerd {bench_cri._containerd_version()} "
+             f"+ reference plugins, {stamp}", "",
+             f"Medians in ms over {opts.pods} pods and {opts.containers} containers, the stacks interleaved, "
+             f"same client; podwire with the installed conflist (bridge, ipMasq, IPv4+IPv6, portmap) via "
+             f"podwire-cnid and the agent's hook; containerd with bridge + host-local + portmap in the same "
+             f"shape.  Load average at the end: {os.getloadavg()[0]:.1f}.", "",
+             "| operation | podwire | containerd | ratio | goal |", "|---|---|---|---|---|"]
+    for group, ops in (("pods", POD_OPS), ("ctrs", CTR_OPS)):
+        tot_pw = tot_cd = 0.0
+        for op in ops:
+            a, b = med(pw[group][op]), med(cd[group][op])
+            tot_pw, tot_cd = tot_pw + a, tot_cd + b
+            goal = GOALS.get(op)
+            note = f"≤ {goal} ({_verdict(a / b, goal)})" if goal else ""
+            lines.append(f"| {op} | {a:.1f} | {b:.1f} | {a / b:.2f} | {note} |")
+        label = "pod life cycle total" if group == "pods" else "container life cycle total"
+        r = tot_pw / tot_cd
+        lines.append(f"| **{label}** | **{tot_pw:.1f}** | **{tot_cd:.1f}** | **{r:.2f}** | "
+                     f"≤ {GOALS[group]} ({_verdict(r, GOALS[group])}) |")
+    lines += ["", "Memory in MiB: podwire = podwire-netpol + podwire-cnid (with its namespace broker) + "
+                  "podwire-cri + conmons; containerd = containerd + shims (the sandbox processes of neither "
+                  f"counted); busy = {opts.density} pods with one running container each, no policies.", "",
+              "| state | metric | podwire | containerd | ratio | goal (RSS) |", "|---|---|---|---|---|---|"]
+    for key in ("idle", "busy"):
+        pn, cn = pw[key][3], cd[key][3]
+        for i, metric in enumerate(("RSS", "PSS", "USS")):
+            a, b = pw[key][i] / 1024, cd[key][i] / 1024
+            goal = f"≤ {MEMORY_GOALS[key]} ({_verdict(a / b, MEMORY_GOALS[key])})" if metric == "RSS" else ""
+            lines.append(f"| {key} ({pn} / {cn} processes) | {metric} | {a:.1f} | {b:.1f} | {a / b:.2f} | {goal} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pods", type=int, default=20)
+    parser.add_argument("--containers", type=int, default=10)
+    parser.add_argument("--density", type=int, default=20)
+    parser.add_argument("--output", default=os.path.join(RESULTS, "node.md"))
+    opts = parser.parse_args()
+    if os.geteuid() != 0 or not shutil.which("containerd") or not shutil.which("runc"):
+        print("bench_node: needs root, containerd and runc; skipped")
+        return 0
+    work = tempfile.mkdtemp(prefix="pw-node-bench-")
+    new_cgroups = [p for p in (bench_cri.PODWIRE_CGROUP_PARENT, bench_cri.CONTAINERD_CGROUP_PARENT)
+                   if not bench_cri._cgroup_exists(p)]
+    registry = LocalRegistry(os.path.join(work, "registry"), os.path.join(work, "registry-storage")).start()
+    pw, cd = PodwireNode(work), Containerd(work)
+    bridges: list[str] = []
+    started: list = []
+    try:
+        os.makedirs(os.path.join(work, "layouts"))
+        pusher = ImagePusher(registry.host, os.path.join(work, "layouts"))
+        image = pusher.push("podwire-bench/busybox:1.0")
+        pause = pusher.push("podwire-bench/pause:1.0", ImageSpec(cmd=["sleep", "2147483647"]))
+        started.append(pw)
+        pw.start_daemons()
+        pw_conf, cd_conf, bin_dir, bridges = networks(work, pw.agent.cni_socket)
+        pw.start(pw_conf, bin_dir)
+        started.append(cd)
+        cd.start(cd_conf, bin_dir, pause)
+        results = measure({"podwire": pw, "containerd": cd}, image, work, opts)
+        text = table(results, opts)
+        print(text)
+        os.makedirs(os.path.dirname(opts.output), exist_ok=True)
+        with open(opts.output, "w") as f:
+            f.write(text)
+        return 0
+    finally:
+        for rt in started:
+            try:
+                remove_pods(rt.client())
+            except grpc.RpcError:
+                pass
+            rt.stop()
+        for b in bridges:
+            bench_cri.subprocess.run(["ip", "link", "del", b], capture_output=True)
+        bench_cri._cleanup(work, "")
+        for parent in new_cgroups:
+            remove_cgroup_tree(parent)
+        registry.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""StopContainer's SIGKILL without a runc start-up: a container with a PID namespace of its own
+is killed through a pidfd on its init (the kernel takes every other process of the namespace
+with it); one that shares a PID namespace (the node's here) still goes through `runc kill --all`."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from cri_api.v1 import api_pb2
+
+from cri.oci.state import State
+from rtfixtures import busybox_rootfs, env, needs_runc, read_log  # noqa: F401 - fixtures
+
+pytestmark = [pytest.mark.root, needs_runc]
+FAMILY = ["sh", "-c", "sleep 1000 & sleep 1000 & echo $(pgrep -P $$ | wc -l) ready; wait"]
+
+
+def _started(env, **kw) -> tuple[str, int]:
+    cid, log = env.create(env.config(FAMILY, **kw))
+    env.rt.start(cid)
+    deadline = time.monotonic() + 10
+    while not any("ready" in line for line in read_log(log)):
+        assert time.monotonic() < deadline, read_log(log)
+        time.sleep(0.02)
+    return cid, env.rt.status(cid).pid
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            kids = []
+        out += kids
+        todo += kids
+    return out
+
+
+def _gone(pids: list[int], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"
+                   for p in pids):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_own_pid_namespace_is_killed_without_runc(env, monkeypatch):
+    cid, init = _started(env)
+    family = [init, *_descendants(init)]
+    assert len(family) >= 3
+    calls = []
+    monkeypatch.setattr(env.rt.runc, "kill", lambda *a, **k: calls.append(a) or True)
+    env.rt.stop(cid, signal.SIGTERM, 0)
+    st = env.rt.status(cid)
+    assert (st.state, st.exit_code) == (State.EXITED, 137)
+    assert calls == []                   # no runc start-up on the way
+    assert _gone(family), "a process of the container outlived the stop"
+    env.rt.stop(cid, signal.SIGTERM, 0)  # idempotent: init gone, nothing to signal
+
+
+def test_shared_pid_namespace_still_uses_runc(env):
+    linux = api_pb2.LinuxContainerConfig()
+    linux.security_context.namespace_options.network = api_pb2.NODE
+    linux.security_context.namespace_options.pid = api_pb2.NODE
+    cid, init = _started(env, linux=linux)
+    assert env.rt._kill_pid_namespace(cid) is False
+    family = [init, *_descendants(init)]
+    env.rt.stop(cid, signal.SIGTERM, 0)
+    assert env.rt.status(cid).state == State.EXITED
+    assert _gone(family), "runc kill --all left a process of the container"
