@@ -31,8 +31,6 @@ def _add(args: CmdArgs, conf, ns) -> dict:
     ctx = args.context
     host_name = host_veth_name(args.container_id, args.ifname)
     key = attachment_key(conf.name, args.container_id, args.ifname)
-    veth.ensure_ifname_free(ns, args.netns, args.ifname)
-    veth.remove_stale_host_end(ctx, host_name)
     with contextlib.ExitStack() as undo:
         ipam_result = ipam.run("ADD", args) or {}
         undo.callback(ipam.run, "DEL", args)
@@ -41,7 +39,7 @@ def _add(args: CmdArgs, conf, ns) -> dict:
         bridge_index, bridge_mac = (bridge.ensure_bridge(ctx, conf) if conf.mode == "bridge" else (0, ""))
         pair = veth.create(ctx, ns, args.netns, host_name, args.ifname, undo, mtu=conf.mtu, mac=conf.mac,
                            alias=host_alias(conf.name, args.container_id, args.ifname),
-                           routed=conf.mode == "routed")
+                           routed=conf.mode == "routed", master=bridge_index)
         routes = _host_side(ctx, conf, bridge_index, pair, ips, ipam_result.get("routes", []))
         pod.configure(conf, ns, pair, ips, routes)
         _firewall(conf, key, pair, leased, undo)
@@ -61,7 +59,7 @@ def _host_side(ctx: Context, conf, bridge_index: int, pair, ips: list[dict], ipa
             ip["address"] = pod.host_prefix(ip["address"])
             ip["gateway"] = ROUTED_GW4 if ":" not in ip["address"] else ROUTED_GW6
         return routes
-    bridge.attach_port(ctx, conf, bridge_index, pair.host_index)
+    bridge.configure_port(ctx, conf, pair.host_index)  # already the bridge's: veth.create
     if conf.is_gateway:
         bridge.set_gateways(ctx, conf, bridge_index, ips)
     return pod.bridge_routes(conf, ips, ipam_routes)

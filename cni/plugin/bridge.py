@@ -63,35 +63,48 @@ def set_gateways(ctx: Context, conf: NetConf, bridge_index: int, ips: list[dict]
     """isGateway: the IPAM gateway of each family on the bridge, forwarding on."""
     families = set()
     with netlink.host(ctx) as ipr:
-        current = netlink.addresses(ipr, bridge_index)
         for ip in ips:
             gateway = ip.get("gateway")
             if not gateway:
                 continue
             pod = ipaddress.ip_interface(ip["address"])
-            wanted = f"{gateway}/{pod.network.prefixlen}"
-            _ensure_gateway(ipr, conf, bridge_index, current, wanted)
+            _ensure_gateway(ipr, conf, bridge_index, f"{gateway}/{pod.network.prefixlen}")
             families.add(pod.version)
     enable_forwarding(4 in families, 6 in families)
 
 
-def _ensure_gateway(ipr, conf: NetConf, index: int, current: list[str], wanted: str) -> None:
+def _ensure_gateway(ipr, conf: NetConf, index: int, wanted: str) -> None:
+    """Add first, look later: every pod after the bridge's first finds its gateway there
+    (EEXIST), which saves an address dump per ADD.  Only a fresh gateway is checked for
+    another address of its subnet on the bridge."""
+    try:
+        netlink.add_address(ipr, index, wanted, nodad=not conf.enable_dad)
+    except netlink.NetlinkError as exc:
+        if exc.code == errno.EEXIST:
+            return
+        raise
     want = ipaddress.ip_interface(wanted)
-    clashing = [c for c in current if ipaddress.ip_interface(c).network == want.network
+    clashing = [c for c in netlink.addresses(ipr, index) if ipaddress.ip_interface(c).network == want.network
                 and ipaddress.ip_interface(c) != want]
-    if clashing and not conf.force_address:
+    if not clashing:
+        return
+    # Ours went in as a secondary address of the old one's subnet: out again, before the old
+    # primary goes (deleting a primary takes its secondaries with it).
+    ipr.addr("del", index=index, address=str(want.ip), prefixlen=want.network.prefixlen)
+    if not conf.force_address:
         raise CniError(Code.INTERNAL, f"{conf.bridge!r} already has an IP address different from {wanted}",
                        f"found {clashing}; set forceAddress to replace it")
     for old in clashing:
         old_if = ipaddress.ip_interface(old)
         ipr.addr("del", index=index, address=str(old_if.ip), prefixlen=old_if.network.prefixlen)
-    if wanted not in current:
-        netlink.add_address(ipr, index, wanted, nodad=not conf.enable_dad, exist_ok=True)
+    netlink.add_address(ipr, index, wanted, nodad=not conf.enable_dad, exist_ok=True)
 
 
-def attach_port(ctx: Context, conf: NetConf, bridge_index: int, host_index: int) -> None:
+def configure_port(ctx: Context, conf: NetConf, host_index: int) -> None:
+    """The pod's bridge port options (the port itself is made by veth.create)."""
+    if not (conf.hairpin_mode or conf.vlan):
+        return
     with netlink.host(ctx) as ipr:
-        ipr.link("set", index=host_index, master=bridge_index)
         if conf.hairpin_mode:
             ipr.brport("set", index=host_index, mode=1)
         if conf.vlan:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 
 from .. import netlink
@@ -36,10 +37,11 @@ def remove_stale_host_end(ctx: Context, host_name: str) -> None:
 
 
 def create(ctx: Context, ns, netns_path: str, host_name: str, ifname: str, undo: contextlib.ExitStack, *,
-           mtu: int, mac: str, alias: str, routed: bool) -> Pair:
+           mtu: int, mac: str, alias: str, routed: bool, master: int = 0) -> Pair:
     """Create the pair in one netlink request: the peer is born inside the pod netns.
     Its delete goes on ``undo`` the moment the pair exists, before any later step can
-    fail.  ``ns``: an IPRoute in that namespace."""
+    fail.  ``ns``: an IPRoute in that namespace; ``master``: the bridge to enslave the
+    host end to (in the same request that names and raises it)."""
     fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         peer: dict[str, object] = {"ifname": ifname, "net_ns_fd": fd}
@@ -51,18 +53,35 @@ def create(ctx: Context, ns, netns_path: str, host_name: str, ifname: str, undo:
         if mtu:
             spec["mtu"] = mtu
         with netlink.host(ctx) as ipr:
-            with netlink.about(f"cannot create veth {host_name!r} with pod end {ifname!r}",
-                               f"pod end in netns {netns_path}"):
-                ipr.link("add", **spec)
+            _add_pair(ctx, ipr, ns, spec, netns_path, ifname)
             undo.callback(delete_host_end, ctx, host_name)
             host = netlink.find_link(ipr, host_name)  # index and MAC in one request
             _host_end_ipv6(host_name, routed)
+            up: dict[str, object] = {"ifalias": alias, "state": "up", **({"master": master} if master else {})}
             with netlink.about(f"cannot bring up host veth {host_name!r}"):
-                ipr.link("set", index=host["index"], ifalias=alias, state="up")
+                ipr.link("set", index=host["index"], **up)
     finally:
         os.close(fd)
     pod = netlink.find_link(ns, ifname)
     return Pair(host_name, host["index"], host.get("IFLA_ADDRESS"), ifname, pod["index"], pod.get("IFLA_ADDRESS"))
+
+
+def _add_pair(ctx: Context, ipr, ns, spec: dict, netns_path: str, ifname: str) -> None:
+    """The create request; only when the kernel says EEXIST do we look at why -- no
+    lookups on the common path.  CNI_IFNAME taken in the pod is the spec's error; our
+    deterministic host name taken is a crashed ADD's leftover, deleted, then one retry."""
+    host_name = str(spec["ifname"])
+    what = f"cannot create veth {host_name!r} with pod end {ifname!r}"
+    try:
+        ipr.link("add", **spec)
+        return
+    except netlink.NetlinkError as exc:
+        if exc.code != errno.EEXIST:
+            raise netlink.kernel_error(exc, what, f"pod end in netns {netns_path}") from None
+    ensure_ifname_free(ns, netns_path, ifname)
+    remove_stale_host_end(ctx, host_name)
+    with netlink.about(what, f"pod end in netns {netns_path}"):
+        ipr.link("add", **spec)
 
 
 def _host_end_ipv6(name: str, routed: bool) -> None:
