@@ -63,8 +63,11 @@ CTR_OPS = ["CreateContainer", "StartContainer", "ContainerStatus", "StopContaine
 class Runtime(abc.ABC):
     name = ""
 
-    def __init__(self, work: str) -> None:
+    def __init__(self, work: str, run: str = "") -> None:
         self.work = work
+        # Runtime state (podwire's run_dir and runc root, containerd's state): on the node these
+        # live in /run, a tmpfs; bench_node.py passes a directory there, this benchmark the work dir.
+        self.run = run or work
         self.proc: subprocess.Popen | None = None
         self.socket = os.path.join(work, f"{self.name}.sock")
 
@@ -107,9 +110,9 @@ class Podwire(Runtime):
     def start(self, conf_dir: str, bin_dir: str, netpol_socket: str = "", env: dict | None = None) -> None:
         from cri.config import Config, to_toml
         self.cfg = Config(listen=self.socket, state_dir=os.path.join(self.work, "pw-state"),
-                          run_dir=os.path.join(self.work, "pw-run"), cni_conf_dir=conf_dir,
+                          run_dir=os.path.join(self.run, "pw-run"), cni_conf_dir=conf_dir,
                           cni_bin_dirs=[bin_dir], cni_cache_dir=os.path.join(self.work, "pw-cni-cache"),
-                          runc_root=os.path.join(self.work, "pw-runc"), restrict_oom_score_adj=True,
+                          runc_root=os.path.join(self.run, "pw-runc"), restrict_oom_score_adj=True,
                           cgroup_driver="cgroupfs", cgroup_parent=PODWIRE_CGROUP_PARENT,
                           registry_config_dir=os.path.join(self.work, "certs.d"),
                           netpol_socket=netpol_socket,
@@ -135,7 +138,7 @@ class Containerd(Runtime):
     name = "containerd"
 
     def start(self, conf_dir: str, bin_dir: str, sandbox_image: str) -> None:
-        root, state = os.path.join(self.work, "ctd-root"), os.path.join(self.work, "ctd-state")
+        root, state = os.path.join(self.work, "ctd-root"), os.path.join(self.run, "ctd-state")
         cri = 'plugins."io.containerd.grpc.v1.cri"'
         config = f"""version = 2
 root = "{root}"

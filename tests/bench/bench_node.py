@@ -58,13 +58,15 @@ RESULTS = os.path.join(HERE, "results")
 INSTALLED_CONFLIST = os.path.join(HERE, "..", "..", "packaging", "cni", "10-podwire.conflist")
 GOALS = {"pods": 0.8, "StopPodSandbox": 1.0, "ctrs": 0.8}
 MEMORY_GOALS = {"idle": 1.0, "busy": 1.5}
+SHAPES = {"installed": " (bridge, ipMasq, IPv4 + IPv6, portmap)",
+          "minimal": ", made minimal on both sides (IPv4 only, no ipMasq; bridge, portmap)"}
 
 
 class PodwireNode(Podwire):
     """podwire-cri with the node's other two daemons; its memory counts all three."""
 
-    def __init__(self, work: str) -> None:
-        super().__init__(work)
+    def __init__(self, work: str, run: str = "") -> None:
+        super().__init__(work, run)
         for d in ("agent", "cnid"):
             os.makedirs(os.path.join(work, d), exist_ok=True)
         self.agent = AgentProcess(os.path.join(work, "agent"))
@@ -103,8 +105,9 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def networks(work: str, agent_cni_socket: str) -> tuple[str, str, str, list[str]]:
-    """(podwire conf dir, containerd conf dir, bin dir, bridges)."""
+def networks(work: str, agent_cni_socket: str, shape: str) -> tuple[str, str, str, list[str]]:
+    """(podwire conf dir, containerd conf dir, bin dir, bridges).  ``shape`` "minimal": both
+    conflists IPv4 only and without ipMasq (what neither side's firewall work is in)."""
     bin_dir = os.path.join(work, "cni-bin")
     write_wrappers(bin_dir, sys.executable)
     for name in os.listdir(REFERENCE_PLUGIN_DIR):
@@ -127,6 +130,11 @@ def networks(work: str, agent_cni_socket: str) -> tuple[str, str, str, list[str]
                   "ranges": [[{"subnet": "10.247.4.0/22"}], [{"subnet": "fd47:1::/64"}]],
                   "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}},
         {"type": "portmap", "capabilities": {"portMappings": True}}]}
+    if shape == "minimal":
+        for conf in (pw, cd):
+            conf["plugins"][0]["ipMasq"] = False
+            ipam = conf["plugins"][0]["ipam"]
+            ipam["ranges"], ipam["routes"] = ipam["ranges"][:1], [{"dst": "0.0.0.0/0"}]
     for d, conf in ((pw_dir, pw), (cd_dir, cd)):
         with open(os.path.join(d, "10-bench.conflist"), "w") as f:
             json.dump(conf, f)
@@ -173,9 +181,9 @@ def table(res: dict, opts) -> str:
     lines = [f"# Node stacks: podwire (netpol + cnid + cri) vs containerd {bench_cri._containerd_version()} "
              f"+ reference plugins, {stamp}", "",
              f"Medians in ms over {opts.pods} pods and {opts.containers} containers, the stacks interleaved, "
-             f"same client; podwire with the installed conflist (bridge, ipMasq, IPv4+IPv6, portmap) via "
-             f"podwire-cnid and the agent's hook; containerd with bridge + host-local + portmap in the same "
-             f"shape.  Load average at the end: {os.getloadavg()[0]:.1f}.", "",
+             f"same client; podwire with the installed conflist{SHAPES[opts.shape]} via podwire-cnid and the "
+             f"agent's hook; containerd with bridge + host-local + portmap in the same shape.  Load average "
+             f"at the end: {os.getloadavg()[0]:.1f}.", "",
              "| operation | podwire | containerd | ratio | goal |", "|---|---|---|---|---|"]
     for group, ops in (("pods", POD_OPS), ("ctrs", CTR_OPS)):
         tot_pw = tot_cd = 0.0
@@ -207,16 +215,22 @@ def main() -> int:
     parser.add_argument("--pods", type=int, default=20)
     parser.add_argument("--containers", type=int, default=10)
     parser.add_argument("--density", type=int, default=20)
-    parser.add_argument("--output", default=os.path.join(RESULTS, "node.md"))
+    parser.add_argument("--shape", choices=("installed", "minimal"), default="installed",
+                        help="installed: both conflists as installed (ipMasq, IPv4 + IPv6); minimal: "
+                             "IPv4 only, no ipMasq, on both sides")
+    parser.add_argument("--output", default="", help="default tests/bench/results/node[-minimal].md")
     opts = parser.parse_args()
+    opts.output = opts.output or os.path.join(RESULTS, "node.md" if opts.shape == "installed"
+                                              else f"node-{opts.shape}.md")
     if os.geteuid() != 0 or not shutil.which("containerd") or not shutil.which("runc"):
         print("bench_node: needs root, containerd and runc; skipped")
         return 0
     work = tempfile.mkdtemp(prefix="pw-node-bench-")
+    run = tempfile.mkdtemp(prefix="pw-node-bench-", dir="/run")   # tmpfs, as on a node
     new_cgroups = [p for p in (bench_cri.PODWIRE_CGROUP_PARENT, bench_cri.CONTAINERD_CGROUP_PARENT)
                    if not bench_cri._cgroup_exists(p)]
     registry = LocalRegistry(os.path.join(work, "registry"), os.path.join(work, "registry-storage")).start()
-    pw, cd = PodwireNode(work), Containerd(work)
+    pw, cd = PodwireNode(work, run), Containerd(work, run)
     bridges: list[str] = []
     started: list = []
     try:
@@ -226,7 +240,7 @@ def main() -> int:
         pause = pusher.push("podwire-bench/pause:1.0", ImageSpec(cmd=["sleep", "2147483647"]))
         started.append(pw)
         pw.start_daemons()
-        pw_conf, cd_conf, bin_dir, bridges = networks(work, pw.agent.cni_socket)
+        pw_conf, cd_conf, bin_dir, bridges = networks(work, pw.agent.cni_socket, opts.shape)
         pw.start(pw_conf, bin_dir)
         started.append(cd)
         cd.start(cd_conf, bin_dir, pause)
@@ -246,6 +260,7 @@ def main() -> int:
             rt.stop()
         for b in bridges:
             bench_cri.subprocess.run(["ip", "link", "del", b], capture_output=True)
+        bench_cri._cleanup(run, "")
         bench_cri._cleanup(work, "")
         for parent in new_cgroups:
             remove_cgroup_tree(parent)

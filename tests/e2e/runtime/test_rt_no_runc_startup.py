@@ -1,4 +1,5 @@
-"""StopContainer's SIGKILL without a runc start-up: a container with a PID namespace of its own
+"""Start and stop without runc start-ups.  StartContainer opens runc's exec.fifo as `runc start`
+does.  StopContainer's SIGKILL: a container with a PID namespace of its own
 is killed through a pidfd on its init (the kernel takes every other process of the namespace
 with it); one that shares a PID namespace (the node's here) still goes through `runc kill --all`."""
 from __future__ import annotations
@@ -75,3 +76,32 @@ def test_shared_pid_namespace_still_uses_runc(env):
     env.rt.stop(cid, signal.SIGTERM, 0)
     assert env.rt.status(cid).state == State.EXITED
     assert _gone(family), "runc kill --all left a process of the container"
+
+
+def test_start_releases_the_init_without_runc(env, monkeypatch):
+    """StartContainer opens runc's exec.fifo itself (what `runc start` does); runc agrees the
+    container runs, and the fifo is gone."""
+    cid, log = env.create(env.config(["sh", "-c", "echo started; sleep 1000"]))
+    fifo = os.path.join(env.rt.runc.root, cid, "exec.fifo")
+    assert os.path.exists(fifo)
+    real_run = env.rt.runc._run
+    monkeypatch.setattr(env.rt.runc, "_run", lambda args, **kw: (
+        pytest.fail("runc start was run") if args[0] == "start" else real_run(args, **kw)))
+    env.rt.start(cid)
+    assert not os.path.exists(fifo)
+    assert env.rt.runc.state(cid)["status"] == "running"
+    deadline = time.monotonic() + 10
+    while read_log(log) != ["started\n"]:
+        assert time.monotonic() < deadline, read_log(log)
+        time.sleep(0.02)
+    monkeypatch.undo()
+    with pytest.raises(Exception):
+        env.rt.runc.start(cid)        # no fifo any more: runc itself says it is not created
+
+
+def test_start_of_a_dead_init_fails(env):
+    cid, _ = env.create(env.config(["sleep", "1000"]))
+    init = env.rt.status(cid).pid
+    os.kill(init, signal.SIGKILL)
+    with pytest.raises(Exception, match="dead|not|stopped"):
+        env.rt.runc.start(cid, init, timeout=5)
