@@ -33,6 +33,7 @@ class RetiredLinks:
         self._queue: list[tuple[float, str]] = []  # (due, name), in order of retirement
         self._cond = threading.Condition()
         self._closed = False
+        self._deleting = 0  # taken off the queue, deletion in progress
         self.reaped = 0
         self._thread = threading.Thread(target=self._run, name="cnid-reaper", daemon=True)
 
@@ -42,8 +43,9 @@ class RetiredLinks:
             self._cond.notify()
 
     def pending(self) -> int:
+        """Retired links not deleted yet: queued, or in the batch being deleted."""
         with self._cond:
-            return len(self._queue)
+            return len(self._queue) + self._deleting
 
     def sweep(self) -> int:
         """Delete every retired link on the host (left by a crash, or another daemon's
@@ -76,12 +78,16 @@ class RetiredLinks:
                         return
                     self._cond.wait(self._wait())
                     continue
+                self._deleting = len(batch)
             try:
                 with self._sockets.open() as ipr:
                     delete_many(ipr, batch)
                 self.reaped += len(batch)
             except Exception:  # noqa: BLE001 - the thread must outlive one failure; sweep retries
                 log.exception("could not delete retired links %s", " ".join(batch))
+            finally:
+                with self._cond:
+                    self._deleting = 0
 
     def _due(self) -> list[str]:
         now = time.monotonic()

@@ -61,7 +61,7 @@ def configure(conf: NetConf, ns, pair: Pair, ips: list[dict], routes: list[dict]
     the pod's namespace."""
     index, name = pair.container_index, pair.container_name
     with netlink.about(f"cannot bring up pod interface {name!r}"):
-        ns.link("set", index=index, state="up")
+        netlink.set_link(ns, index, up=True)
     for ip in ips:
         with netlink.about(f"cannot add address {ip['address']} to pod interface {name!r}"):
             netlink.add_address(ns, index, ip["address"], nodad=not conf.enable_dad)
