@@ -213,7 +213,7 @@ def table(res: dict, opts) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pods", type=int, default=20)
-    parser.add_argument("--containers", type=int, default=10)
+    parser.add_argument("--containers", type=int, default=20)
     parser.add_argument("--density", type=int, default=20)
     parser.add_argument("--shape", choices=("installed", "minimal"), default="installed",
                         help="installed: both conflists as installed (ipMasq, IPv4 + IPv6); minimal: "
