@@ -3,10 +3,10 @@ record once, after the DEL): the restarted shim still lists the pod, the kubelet
 Remove finish the job, and nothing is left -- no netns, no lease, no pod directory."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
-import subprocess
 import threading
 import time
 
@@ -27,9 +27,10 @@ exit 0
 """
 
 
-def _netns_list() -> set[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.startswith("podwire-")}
+def _netns(shim, pod_id: str) -> str:
+    """The pod's own netns path (other sessions' shims make podwire- namespaces meanwhile)."""
+    resp = shim.rt.PodSandboxStatus(api.PodSandboxStatusRequest(pod_sandbox_id=pod_id, verbose=True))
+    return json.loads(resp.info["info"])["netns"]
 
 
 def test_shim_killed_during_stop_leaks_nothing(shim_factory, cri_net, tmp_path):
@@ -37,9 +38,9 @@ def test_shim_killed_during_stop_leaks_nothing(shim_factory, cri_net, tmp_path):
     cri_net.add_plugin("slowdel", SLOW_DEL_PLUGIN % (marker, sys.executable))
     cri_net.write(h.conflist(cri_net.network, extra_plugins=[{"type": "slowdel"}]))
     first = shim_factory(process=True)
-    before = _netns_list()
     pod_id = first.rt.RunPodSandbox(api.RunPodSandboxRequest(config=h.pod_config()), timeout=120).pod_sandbox_id
-    assert cri_net.network.leases() != {} and len(_netns_list() - before) == 1
+    netns = _netns(first, pod_id)
+    assert cri_net.network.leases() != {} and os.path.ismount(netns)
     stopping = threading.Thread(target=lambda: _ignore(first.rt.StopPodSandbox, pod_id))
     stopping.start()
     deadline = time.monotonic() + 30
@@ -54,7 +55,7 @@ def test_shim_killed_during_stop_leaks_nothing(shim_factory, cri_net, tmp_path):
     assert [p.id for p in second.rt.ListPodSandbox(api.ListPodSandboxRequest()).items] == [pod_id]
     second.rt.StopPodSandbox(api.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
     assert cri_net.network.leases() == {}
-    assert _netns_list() == before
+    assert not os.path.lexists(netns)
     second.rt.RemovePodSandbox(api.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
     assert second.rt.ListPodSandbox(api.ListPodSandboxRequest()).items == []
     assert os.listdir(second.cfg.pods_dir) == []
