@@ -36,7 +36,10 @@ def main(plugin: str) -> int:
         if answer is _LOST:
             return run_in_process(plugin, stdin, lost=env.get(b"CNI_COMMAND") == b"ADD")
         if answer is not None:
-            return answer
+            # Answered: stdout and stderr went out through posix.write (no buffers) and the
+            # daemon has its ack, so nothing is left for the interpreter's finalization to do
+            # -- which costs ~0.9 ms of a ~7 ms start-up, per CNI call.
+            posix._exit(answer)
     return run_in_process(plugin, stdin)
 
 
