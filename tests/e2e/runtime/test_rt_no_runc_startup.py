@@ -11,6 +11,7 @@ import time
 import pytest
 from cri_api.v1 import api_pb2
 
+from cri.errors import CriError
 from cri.oci.state import State
 from rtfixtures import busybox_rootfs, env, needs_runc, read_log  # noqa: F401 - fixtures
 
@@ -95,7 +96,7 @@ def test_start_releases_the_init_without_runc(env, monkeypatch):
         assert time.monotonic() < deadline, read_log(log)
         time.sleep(0.02)
     monkeypatch.undo()
-    with pytest.raises(Exception):
+    with pytest.raises(CriError):
         env.rt.runc.start(cid)        # no fifo any more: runc itself says it is not created
 
 
@@ -103,5 +104,5 @@ def test_start_of_a_dead_init_fails(env):
     cid, _ = env.create(env.config(["sleep", "1000"]))
     init = env.rt.status(cid).pid
     os.kill(init, signal.SIGKILL)
-    with pytest.raises(Exception, match="dead|not|stopped"):
+    with pytest.raises(CriError, match="dead|not|stopped"):
         env.rt.runc.start(cid, init, timeout=5)
