@@ -4,8 +4,8 @@ process), and the reference bridge + host-local, with the same conflist shape.
 
 - Sequential: N ADD+DEL cycles, the three variants interleaved (A/B/C), so machine
   noise hits all alike; median and p90 per variant and the ratio to the reference.
-- Burst: M concurrent ADDs, then M concurrent DELs, per variant: wall time, ratio to
-  the reference, duplicate addresses (must be 0), leftovers after the DELs (must be 0).
+- Burst: M concurrent ADDs, then M concurrent DELs, per variant (R rounds, interleaved,
+  medians): wall time, ratio to the reference, duplicate addresses (must be 0), leftovers after the DELs (must be 0).
   podwire-cnid's DEL retires the veth and deletes it afterwards: leftovers count its
   retired veths too, once it reports none pending (how long that took is printed).
 - The goal of issue 14 beside each ratio: the daemon at <= 0.8x the reference.
@@ -103,6 +103,26 @@ def burst(v: Variant, bin_dir: str, namespaces: list[str], daemon: Daemon) -> di
             "leftovers": v.leftovers(), "drain_ms": drain_ms}
 
 
+def bursts_interleaved(variants, bin_dir, namespaces, daemon, rounds: int) -> dict[str, dict]:
+    """``rounds`` bursts per variant, A/B/C in turn like the cycles (one burst takes a second,
+    long enough for the machine's load to change under a single one); medians of the times,
+    sums of duplicates and leftovers."""
+    runs: dict[str, list[dict]] = {v.label: [] for v in variants}
+    for _ in range(max(rounds, 1)):
+        for v in variants:
+            runs[v.label].append(burst(v, bin_dir, namespaces, daemon))
+    out = {}
+    for label, results in runs.items():
+        merged = {key: statistics.median(r[key] for r in results) for key in ("add_ms", "del_ms")}
+        merged["total_ms"] = statistics.median(r["add_ms"] + r["del_ms"] for r in results)
+        merged["duplicates"] = sum(r["duplicates"] for r in results)
+        merged["leftovers"] = sum(r["leftovers"] for r in results)
+        drains = [r["drain_ms"] for r in results if r["drain_ms"] is not None]
+        merged["drain_ms"] = statistics.median(drains) if drains else None
+        out[label] = merged
+    return out
+
+
 def _drained_ms(daemon: Daemon, start: float, timeout: float = 30.0) -> float:
     """ms from the first DEL until podwire-cnid has deleted every veth it retired."""
     deadline = time.monotonic() + timeout
@@ -123,6 +143,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", "--cycles", type=int, default=100)
     parser.add_argument("-b", "--burst", type=int, default=50)
+    parser.add_argument("-r", "--burst-rounds", type=int, default=3,
+                        help="bursts per variant, interleaved; the table shows medians")
     opts = parser.parse_args()
     work = tempfile.mkdtemp(prefix="pw-bench-")
     bin_dir = os.path.join(work, "bin")
@@ -140,7 +162,7 @@ def main() -> None:
             subprocess.run(["ip", "netns", "add", name], check=True)
         namespaces = [f"/run/netns/{n}" for n in names]
         samples = sequential(variants, bin_dir, namespaces[0], opts.cycles)
-        bursts = {v.label: burst(v, bin_dir, namespaces[:opts.burst], daemon) for v in variants}
+        bursts = bursts_interleaved(variants, bin_dir, namespaces[:opts.burst], daemon, opts.burst_rounds)
         rss_kib = _peak_rss_kib(daemon.proc.pid)
     finally:
         daemon.stop()
@@ -172,17 +194,18 @@ def report(samples, bursts, rss_kib: int, opts) -> None:
     for label, values in samples.items():
         med, p90 = statistics.median(values), statistics.quantiles(values, n=10)[-1]
         lines.append(f"| {label} | {med:.1f} | {p90:.1f} | {med / ref:.2f} | {_target(label, med / ref)} |")
-    lines += ["", f"Burst: {opts.burst} concurrent ADDs, then {opts.burst} concurrent DELs.", "",
+    lines += ["", f"Burst: {opts.burst} concurrent ADDs, then {opts.burst} concurrent DELs; {opts.burst_rounds} "
+              "bursts per variant, interleaved, medians.", "",
               "| variant | ADDs ms | DELs ms | total ms | ratio to reference | target | duplicate addresses "
               "| leftovers |", "|---|---|---|---|---|---|---|---|"]
     for label, b in bursts.items():
-        total = b["add_ms"] + b["del_ms"]
-        ratio = total / (ref_burst["add_ms"] + ref_burst["del_ms"])
+        total = b["total_ms"]
+        ratio = total / ref_burst["total_ms"]
         lines.append(f"| {label} | {b['add_ms']:.0f} | {b['del_ms']:.0f} | {total:.0f} | {ratio:.2f} | "
                      f"{_target(label, ratio)} | {b['duplicates']} | {b['leftovers']} |")
     drain = bursts[DAEMON]["drain_ms"]
     lines += ["", f"podwire-cnid deleted the {opts.burst} veths its DELs retired within {drain:.0f} ms "
-                  "of the first DEL (leftovers are counted after that)."]
+                  "of the first DEL (median; leftovers are counted after that)."]
     lines += ["", f"podwire-cnid peak RSS (VmHWM): {rss_kib / 1024:.1f} MiB"]
     text = "\n".join(lines) + "\n"
     print(text)
