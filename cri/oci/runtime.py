@@ -21,9 +21,11 @@ import os
 import re
 import shutil
 import signal
+import threading
 import time
 
-from cri.errors import already_exists, deadline, invalid, not_found, precondition
+from cri import background
+from cri.errors import CriError, already_exists, deadline, invalid, not_found, precondition
 from cri.monitor import conmon, files
 from cri.oci import cgroupdriver, cgroups, execsync, imagevolume, resources, rootfs, stats
 from cri.oci.runc import DEFAULT_ROOT as RUNC_ROOT, Runc
@@ -35,6 +37,14 @@ DEFAULT_STATE_DIR = "/run/podwire/monitors"
 KILL_WAIT = 10.0        # after SIGKILL, how long the exit may take to be recorded
 MONITOR_GRACE = 5.0     # remove(): conmon drains, writes the exit file, then exits
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def _succeeded(call: background.Call) -> bool:
+    try:
+        call.result()
+        return True
+    except CriError:
+        return False
 
 
 def _check_id(container_id: str) -> None:
@@ -57,6 +67,10 @@ class ContainerRuntime:
         self.monitor_slice = monitor_slice
         self.runc = Runc(runc_root, runc_binary, systemd_cgroup=self.systemd)
         self.conmon = shutil.which(conmon_binary) or conmon_binary
+        # `runc delete` of containers that stop() saw exit, started then and finished by remove():
+        # the kubelet removes a stopped container at once (or long after); neither waits on it.
+        self._deleting: dict[str, background.Call] = {}
+        self._deleting_lock = threading.Lock()
         for d in (root_dir, state_dir, runc_root):
             os.makedirs(d, mode=0o711, exist_ok=True)
 
@@ -158,11 +172,21 @@ class ContainerRuntime:
             # kill() is False when the init already died; the exit is then being recorded.
             self.runc.kill(container_id, stop_signal)
             if self.wait_exit(container_id, timeout_s) is not None:
-                return
+                return self._delete_in_background(container_id)
         if not self._kill_pid_namespace(container_id):
             self.runc.kill(container_id, signal.SIGKILL, all_processes=True)
         if self.wait_exit(container_id, KILL_WAIT) is None:
             raise deadline(f"container {container_id} did not exit {KILL_WAIT}s after SIGKILL")
+        self._delete_in_background(container_id)
+
+    def _delete_in_background(self, container_id: str) -> None:
+        """`runc delete` of a container whose exit is recorded (its state dir and cgroup), on a
+        thread: the exit, code and OOM reason are read from the monitor's files, which runc does
+        not touch.  remove() joins it; a crash before that leaves runc's state, which remove()
+        (or recovery's removal of an unknown container) deletes as before."""
+        with self._deleting_lock:
+            if container_id not in self._deleting:
+                self._deleting[container_id] = background.call(self.runc.delete, container_id)
 
     def _kill_pid_namespace(self, container_id: str) -> bool:
         """SIGKILL every process of a container with a PID namespace of its own, without a
@@ -202,7 +226,10 @@ class ContainerRuntime:
         container has already been removed." """
         bundle, state = self.bundle_dir(container_id), self.monitor_dir(container_id)
         owned_parent = self._owned_cgroup_parent(bundle)
-        self.runc.delete(container_id)
+        with self._deleting_lock:
+            pending = self._deleting.pop(container_id, None)
+        if pending is None or not _succeeded(pending):
+            self.runc.delete(container_id)       # kills what still runs (--force)
         self._wait_monitor_gone(container_id, MONITOR_GRACE)
         rootfs.unmount_rootfs(os.path.join(bundle, "rootfs"))
         imagevolume.unmount_all(bundle)

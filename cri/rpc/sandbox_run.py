@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 from cri_api.v1 import api_pb2 as api
 
-from .. import errors
+from .. import background, errors
 from ..oci import cgroupdriver
-from ..sandbox import background, files, namespaces, netpol, sysctl
+from ..sandbox import files, namespaces, netpol, sysctl
 from ..store.records import POD_NOTREADY, POD_READY, PodRecord, now_ns
 from . import events
 

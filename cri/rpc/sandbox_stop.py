@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from cri_api.v1 import api_pb2 as api
 
-from ..sandbox import background, namespaces, netpol
+from .. import background
+from ..sandbox import namespaces, netpol
 from ..store.records import POD_NOTREADY, PodRecord
 from . import container_stop, events
 

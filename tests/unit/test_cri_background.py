@@ -1,11 +1,11 @@
-"""cri.sandbox.background: a call on a thread of its own, joined for its value or exception."""
+"""cri.background: a call on a thread of its own, joined for its value or exception."""
 from __future__ import annotations
 
 import threading
 
 import pytest
 
-from cri.sandbox import background
+from cri import background
 
 
 def test_value_and_truth():

@@ -106,3 +106,26 @@ def test_start_of_a_dead_init_fails(env):
     os.kill(init, signal.SIGKILL)
     with pytest.raises(CriError, match="dead|not|stopped"):
         env.rt.runc.start(cid, init, timeout=5)
+
+
+def test_runc_delete_runs_after_stop_and_remove_joins_it(env, monkeypatch):
+    """stop() starts `runc delete` once the exit is recorded; remove() waits for it instead of
+    running its own; the exit code is still read from the monitor's files."""
+    cid, _ = _started(env)
+    env.rt.stop(cid, signal.SIGTERM, 0)
+    deadline = time.monotonic() + 10
+    while env.rt.runc.state(cid) is not None:     # runc forgets it without a Remove
+        assert time.monotonic() < deadline, "runc delete did not run after the stop"
+        time.sleep(0.02)
+    assert (env.rt.status(cid).state, env.rt.status(cid).exit_code) == (State.EXITED, 137)
+    monkeypatch.setattr(env.rt.runc, "delete", lambda *a: pytest.fail("remove ran runc delete again"))
+    env.rt.remove(cid)
+    assert env.rt.lookup(cid) is None and not os.path.exists(env.rt.bundle_dir(cid))
+    monkeypatch.undo()
+    env.rt.remove(cid)                            # idempotent
+
+
+def test_remove_without_a_stop_still_deletes(env):
+    cid, _ = _started(env)
+    env.rt.remove(cid)                            # running: runc delete --force kills it
+    assert env.rt.runc.state(cid) is None and env.rt.lookup(cid) is None
