@@ -17,7 +17,9 @@ Measured, per runtime, in one run:
   * resident memory (RSS, PSS and USS) of the runtime's processes idle, and with --density pods
     each running one container: podwire-cri + its conmons, containerd + its shims.
 
-Prints a table and writes it to tests/bench/results/cri.md.
+Prints a table and writes it to tests/bench/results/cri.md.  This compares the runtimes alone
+(same plugins, standalone, on both); bench_node.py compares the node stacks as they are meant to
+run (podwire-netpol + podwire-cnid + podwire-cri against containerd with the reference plugins).
 """
 from __future__ import annotations
 
