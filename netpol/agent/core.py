@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Callable, Iterable, Optional, TypeVar
 
-from ..compiler import (FIRST_IDENTITY, ISOLATE_EGRESS, ISOLATE_INGRESS, Attachment, Compiler, Desired,
+from ..compiler import (ISOLATE_EGRESS, ISOLATE_INGRESS, Attachment, Compiler, Desired,
                         IdentityAllocator)
 from ..datapath.events import DropEvent
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
@@ -41,9 +41,8 @@ class Agent:
         self.state = store.load()
         self._lock = threading.RLock()
         current = datapath.current()
-        floor = max([FIRST_IDENTITY, *(k.identity + 1 for k in current.policy)])
-        self.identities = IdentityAllocator({n: e.identity for n, e in current.ipcache.items()}, floor)
-        self.compiler = Compiler(self.identities)
+        self.identities = IdentityAllocator()
+        self.compiler = Compiler(self.identities, seed=current)  # keeps the pinned maps' numbers
         self._ifindex: dict[str, int] = {}  # pod key -> ifindex of its host veth
         self._desired = Desired(endpoints=dict(current.endpoints))
         self.drops = drop_views.DropLog(drop_history)
@@ -325,7 +324,6 @@ class Agent:
     def _allocate_ep_id(self, state: State) -> int:
         current = self.datapath.current()
         used = {r.ep_id for r in state.endpoints.values()} | {e.ep_id for e in current.endpoints.values()}
-        used |= {k.ep_id for k in current.policy}  # leftovers of an interrupted sync
         return _lowest_free(used, MAX_ENDPOINT_ID, "endpoint ids")
 
     def _allocate_cookie(self, state: State) -> int:
