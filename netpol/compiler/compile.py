@@ -189,7 +189,8 @@ class Compiler:
         policy = rec.policy
         for name, direction in DIRECTIONS.items():
             for index, rule in enumerate(policy.rules(name)):
-                peers = [self._use_peer(policy.namespace, p, (policy.key, direction, index)) for p in rule.peers]
+                peers = list(dict.fromkeys(  # a peer named twice in one rule is one peer
+                    self._use_peer(policy.namespace, p, (policy.key, direction, index)) for p in rule.peers))
                 if not rule.peers and direction == DIR_EGRESS and any(
                         p.port is not None and isinstance(p.port, str) for p in rule.ports):
                     peers = [self._use_peer("", None, (policy.key, direction, index))]
