@@ -1,8 +1,9 @@
 """Compiler: pods, namespaces and policies -> the entries of every datapath map, by difference.
 
 Allow entries are keyed (subject, direction, peer identity, L4 prefix): the
-subject is the local endpoints' class (namespace, labels, named ports), the
-peer identity a pod class or a CIDR identity (identities.py).  A packet costs
+subject stands for the local endpoints isolated by the same policies (with the
+same named ports), the peer identity for a pod class or an ipBlock prefix
+(identities.py).  A packet costs
 two trie lookups whatever the number of rules: (peer identity, proto, port) and
 (ANY, proto, port).
 
@@ -11,10 +12,11 @@ what a change reaches:
 - a pod add or remove: its ipcache entries; a new (or vanished) class is
   matched against the selector peers (and the ipBlock peers containing its
   region), and only the rules naming a peer whose match set moved are redone;
-- a local pod: its endpoint entry, and its subject's entries if it is the first
-  of its labels on this node;
-- a policy add or remove: the entries of the subjects it selects, plus rules of
-  other policies whose ipBlock contains one of its new prefixes;
+- a local pod: its endpoint entry, and its subject's entries only if no local
+  pod (or, recently, gone pod: up to IDLE_SUBJECTS are kept) had its policies;
+- a policy add or remove: the entries of the subjects it selects (moving them to
+  subjects with or without it), plus rules of other policies whose ipBlock
+  contains one of its new prefixes; a changed rule: that rule's entries;
 - a namespace label change: the namespaceSelector peers, for that namespace's classes.
 ``compile_world`` (a fresh Compiler) is the full rebuild it must always equal.
 """
@@ -27,7 +29,7 @@ from ..model import PROTO_NUMBERS, IPNetwork, NetworkPolicy, Peer, Pod, PolicyPo
     subnet_of
 from .entries import ANY_IDENTITY, DIR_EGRESS, DIRECTIONS, ISOLATE_BIT, Attachment, Desired, EndpointEntry, \
     IpcacheEntry, PolicyKey
-from .identities import ClassKey, IdentityAllocator, PrefixSet, SubjectKey, net_key, subject_of, supernets
+from .identities import ClassKey, IdentityAllocator, PrefixSet, SubjectKey, net_key, pod_key_of, supernets
 from .ipcache import host_prefix, policy_prefixes
 from .merge import EntrySet
 from .ports import range_prefixes
@@ -36,6 +38,7 @@ L4Prefix = tuple[int, int, int]  # (proto, port, l4_bits)
 ALL_L4: list[L4Prefix] = [(0, 0, 0)]
 RuleRef = tuple[str, int, int]  # (policy key, direction, rule index)
 ALL_PODS = ("", None)           # the peer of an egress rule with a named port and no peers: every pod
+IDLE_SUBJECTS = 64              # subjects kept (entries and all) after their last endpoint went
 
 
 def compile_world(world: World, attachments: dict[str, Attachment], cookies: dict[str, int],
@@ -49,25 +52,24 @@ class _Class:
     __slots__ = ("key", "id", "labels", "refs", "peers")
 
     def __init__(self, key: ClassKey, ident: int):
-        self.key, self.id, self.labels = key, ident, dict(key.subject.labels)
+        self.key, self.id, self.labels = key, ident, dict(key.pod.labels)
         self.refs = 0                        # pod addresses in the class
         self.peers: set[tuple] = set()       # peers whose match set holds it
 
     def port_number(self, name: str, protocol: str) -> Optional[int]:
-        return next((p.port for p in self.key.subject.ports if p.name == name and p.protocol == protocol), None)
+        return next((p.port for p in self.key.pod.ports if p.name == name and p.protocol == protocol), None)
 
 
 class _Subject:
-    __slots__ = ("key", "id", "labels", "endpoints", "policies")
+    __slots__ = ("key", "id", "endpoints")
 
     def __init__(self, key: SubjectKey, ident: int):
-        self.key, self.id, self.labels = key, ident, dict(key.labels)
-        self.endpoints: set[str] = set()                         # local pod keys
-        self.policies: dict[int, set[str]] = {d: set() for d in DIRECTIONS.values()}
+        self.key, self.id = key, ident
+        self.endpoints: set[str] = set()  # local pod keys
 
     @property
     def flags(self) -> int:
-        return sum(ISOLATE_BIT[d] for d, keys in self.policies.items() if keys)
+        return sum(ISOLATE_BIT[d] for d, keys in enumerate(self.key.policies) if keys)
 
     def port_number(self, name: str, protocol: str) -> Optional[int]:
         return next((p.port for p in self.key.ports if p.name == name and p.protocol == protocol), None)
@@ -83,17 +85,17 @@ class _Peer:
 
 
 class _Policy:
-    __slots__ = ("policy", "cookie", "rules", "subjects", "prefixes")
+    __slots__ = ("policy", "cookie", "rules", "prefixes")
 
     def __init__(self, policy: NetworkPolicy, cookie: int):
         self.policy, self.cookie = policy, cookie
         self.rules: dict[tuple[int, int], tuple[Rule, list[tuple]]] = {}  # (direction, index) -> rule, peer keys
-        self.subjects: set[int] = set()
         self.prefixes = policy_prefixes(policy)
 
 
 class Compiler:
-    def __init__(self, identities: IdentityAllocator, seed: Optional[Desired] = None):
+    def __init__(self, identities: IdentityAllocator, seed: Optional[Desired] = None,
+                 idle_subjects: int = IDLE_SUBJECTS):
         self.identities = identities
         self.subject_ids = IdentityAllocator(floor=1)
         # hints from the maps an earlier agent left: keep their numbers so a restart rewrites nothing
@@ -114,10 +116,11 @@ class Compiler:
         self._classes_by_ns: dict[str, set[ClassKey]] = {}
         self._classes_by_region: dict[IPNetwork, set[ClassKey]] = {}
         self._subjects: dict[SubjectKey, _Subject] = {}
-        self._subject_ids: dict[int, _Subject] = {}
         self._local: dict[str, tuple[SubjectKey, Attachment]] = {}   # local pod -> its subject, attachment
         self._owned: dict[str, set[IPNetwork]] = {}                  # pod -> its addresses
-        self._subjects_by_ns: dict[str, set[SubjectKey]] = {}
+        self._subjects_by_policy: dict[str, set[SubjectKey]] = {}
+        self._idle: dict[SubjectKey, None] = {}  # subjects without endpoints, oldest first
+        self._idle_limit = idle_subjects
         self._prefix_refs: dict[IPNetwork, int] = {}
         self._prefixes = PrefixSet()
         self._peers: dict[tuple, _Peer] = {}
@@ -139,9 +142,15 @@ class Compiler:
                  if current.get(k) is not rec.policy or cookies.get(k, 0) != rec.cookie]
         added_prefixes: list[IPNetwork] = []
         removed_prefixes: list[IPNetwork] = []
+        reselect = set()  # namespaces whose local pods may be isolated by other policies now
         for key in stale:
+            old = self._policies[key].policy
+            new = current.get(key)
+            if new is None or (new.pod_selector, new.policy_types) != (old.pod_selector, old.policy_types):
+                reselect.add(old.namespace)
             removed_prefixes += self._remove_policy(key)
         fresh = [p for k, p in current.items() if k not in self._policies]
+        reselect.update(p.namespace for p in fresh if p.key not in stale)
         for policy in fresh:
             rec = self._policies[policy.key] = _Policy(policy, cookies.get(policy.key, 0))
             self._by_ns.setdefault(policy.namespace, set()).add(policy.key)
@@ -150,7 +159,7 @@ class Compiler:
                 if self._prefix_refs[net] == 1:
                     added_prefixes.append(net)
         moved = self._settle_prefixes(added_prefixes, removed_prefixes)
-        self._update_pods(world.pods, attachments, moved)
+        touched = self._update_pods(world.pods, attachments, moved)
         for ns in changed_ns:
             self._renamespace(ns)
         for policy in fresh:
@@ -160,20 +169,25 @@ class Compiler:
             if dirty is None or (direction, index) not in dirty.rules:
                 continue
             rule, peers = dirty.rules[(direction, index)]
-            for sid in dirty.subjects:
-                self._contribute(dirty, direction, index, rule, peers, self._subject_by_id(sid))
+            for skey in self._subjects_by_policy.get(policy_key, ()):
+                self._contribute(dirty, direction, index, rule, peers, self._subjects[skey])
+        if reselect:
+            touched |= {k for k in self._local if self._pods[k][0].namespace in reselect}
+        for key in touched:
+            self._place_subject(key)
+        for skey in [k for k in self._idle if any(p not in self._policies for ps in k.policies for p in ps)]:
+            self._drop_subject(self._subjects[skey])  # isolated by a policy that is gone: never again
+        while len(self._idle) > self._idle_limit:
+            self._drop_subject(self._subjects[next(iter(self._idle))])
         return self._desired()
 
     # -- policies -------------------------------------------------------------------------------
     def _remove_policy(self, key: str) -> list[IPNetwork]:
         rec = self._policies.pop(key)
         self._by_ns[rec.policy.namespace].discard(key)
-        for sid in rec.subjects:
-            subj = self._subject_by_id(sid)
+        for skey in self._subjects_by_policy.get(key, ()):
             for direction, index in rec.rules:
-                self._entries.remove((key, direction, index, sid))
-            for keys in subj.policies.values():
-                keys.discard(key)
+                self._entries.remove((key, direction, index, self._subjects[skey].id))
         for (direction, index), (_, peers) in rec.rules.items():
             for pk in peers:
                 self._unuse_peer(pk, (key, direction, index))
@@ -195,24 +209,17 @@ class Compiler:
                         p.port is not None and isinstance(p.port, str) for p in rule.ports):
                     peers = [self._use_peer("", None, (policy.key, direction, index))]
                 rec.rules[(direction, index)] = (rule, peers)
-        for skey in self._subjects_by_ns.get(policy.namespace, ()):
-            subj = self._subjects[skey]
-            if policy.pod_selector.matches(subj.labels):
-                self._select(rec, subj)
+        for skey in self._subjects_by_policy.get(policy.key, ()):  # a changed policy: same subjects
+            self._select(rec, self._subjects[skey])
 
     def _select(self, rec: _Policy, subj: _Subject) -> None:
-        for name, direction in DIRECTIONS.items():
-            if name in rec.policy.policy_types:
-                subj.policies[direction].add(rec.policy.key)
-        rec.subjects.add(subj.id)
         for (direction, index), (rule, peers) in rec.rules.items():
-            if rec.policy.key in subj.policies[direction]:
-                self._contribute(rec, direction, index, rule, peers, subj)
+            self._contribute(rec, direction, index, rule, peers, subj)
 
     def _contribute(self, rec: _Policy, direction: int, index: int, rule: Rule, peers: list[tuple],
                     subj: _Subject) -> None:
         source = (rec.policy.key, direction, index, subj.id)
-        if rec.policy.key not in subj.policies[direction]:
+        if rec.policy.key not in subj.key.policies[direction]:
             return  # the policy selects the subject, but not for this direction
         self._entries.set(source, self._rule_keys(subj, direction, rule, peers), rec.cookie)
 
@@ -279,7 +286,7 @@ class Compiler:
             return True  # ALL_PODS
         if peer.ip_block is not None:
             return cls.key.region is not None and _in_block(peer.ip_block, cls.key.region)
-        ns = cls.key.subject.namespace
+        ns = cls.key.pod.namespace
         if peer.namespace_selector is None:
             if ns != state.namespace:
                 return False
@@ -341,7 +348,8 @@ class Compiler:
             out.add(self._addrs[addr][0])
         return out
 
-    def _update_pods(self, pods: list[Pod], attachments: dict[str, Attachment], moved: set[str]) -> None:
+    def _update_pods(self, pods: list[Pod], attachments: dict[str, Attachment], moved: set[str]) -> set[str]:
+        """Classes and ipcache entries; returns the pods touched (their subjects are placed later)."""
         seen = set()
         touched = set(moved)
         for pod in pods:
@@ -361,9 +369,7 @@ class Compiler:
             cls = self._classes.get(ckey)
             if cls is not None and not cls.refs:
                 self._drop_class(cls)
-        # subjects follow local pods
-        for key in touched:
-            self._place_subject(key)
+        return touched
 
     def _place(self, pod_key: str, empty: set[ClassKey]) -> None:
         """Make a pod's addresses (or their absence) what its current record says."""
@@ -371,7 +377,7 @@ class Compiler:
         wanted: dict[IPNetwork, tuple[ClassKey, int]] = {}
         if entry is not None:
             pod, att = entry
-            subject = subject_of(pod)
+            subject = pod_key_of(pod)
             for ip in pod.ips:
                 net = host_prefix(ip)
                 wanted[net] = (ClassKey(subject, self._prefixes.longest(net)), att.ep_id if att else 0)
@@ -409,7 +415,7 @@ class Compiler:
     def _new_class(self, key: ClassKey, hint: Optional[int]) -> _Class:
         cls = self._classes[key] = _Class(key, self.identities.get(key, hint))
         self._class_by_id[cls.id] = cls
-        self._classes_by_ns.setdefault(key.subject.namespace, set()).add(key)
+        self._classes_by_ns.setdefault(key.pod.namespace, set()).add(key)
         if key.region is not None:
             self._classes_by_region.setdefault(key.region, set()).add(key)
             for pk in self._blocks_containing(key.region):
@@ -424,7 +430,7 @@ class Compiler:
             self._leave(pk, self._peers[pk], cls)
         del self._classes[cls.key]
         del self._class_by_id[cls.id]
-        self._classes_by_ns[cls.key.subject.namespace].discard(cls.key)
+        self._classes_by_ns[cls.key.pod.namespace].discard(cls.key)
         if cls.key.region is not None:
             self._classes_by_region[cls.key.region].discard(cls.key)
             if not self._classes_by_region[cls.key.region]:
@@ -445,50 +451,53 @@ class Compiler:
                     self._leave(pk, state, cls)
 
     # -- subjects (local endpoints) ---------------------------------------------------------------
+    def _subject_key(self, pod: Pod) -> SubjectKey:
+        labels, chosen = pod.label_map, ([], [])  # type: tuple[dict[str, str], tuple[list[str], list[str]]]
+        for pkey in self._by_ns.get(pod.namespace, ()):
+            policy = self._policies[pkey].policy
+            if policy.pod_selector.matches(labels):
+                for name, direction in DIRECTIONS.items():
+                    if name in policy.policy_types:
+                        chosen[direction].append(pkey)
+        return SubjectKey(pod.namespace, pod_key_of(pod).ports, (frozenset(chosen[0]), frozenset(chosen[1])))
+
     def _place_subject(self, pod_key: str) -> None:
         entry = self._pods.get(pod_key)
-        want = subject_of(entry[0]) if entry is not None and entry[1] is not None else None
+        want = self._subject_key(entry[0]) if entry is not None and entry[1] is not None else None
         have = self._local.get(pod_key)
         if have is not None and (want is None or have[0] != want):
             subj = self._subjects[have[0]]
             subj.endpoints.discard(pod_key)
             if not subj.endpoints:
-                self._drop_subject(subj)
-        if want is None:
+                self._idle[subj.key] = None
+        if want is None or entry is None or entry[1] is None:
             self._local.pop(pod_key, None)
             return
-        assert entry is not None and entry[1] is not None
         found = self._subjects.get(want)
         subj = found if found is not None else self._new_subject(want, self._subject_hint.get(entry[1].ifindex))
         subj.endpoints.add(pod_key)
+        self._idle.pop(want, None)
         self._local[pod_key] = (want, entry[1])
 
     def _new_subject(self, key: SubjectKey, hint: Optional[int]) -> _Subject:
         subj = self._subjects[key] = _Subject(key, self.subject_ids.get(key, hint))
-        self._subject_ids[subj.id] = subj
-        self._subjects_by_ns.setdefault(key.namespace, set()).add(key)
-        for pkey in self._by_ns.get(key.namespace, ()):
-            rec = self._policies[pkey]
-            if rec.policy.pod_selector.matches(subj.labels):
-                self._select(rec, subj)  # (a policy new in this change gets its rules in _add_policy)
+        for pkey in key.policies[0] | key.policies[1]:
+            self._subjects_by_policy.setdefault(pkey, set()).add(key)
+            self._select(self._policies[pkey], subj)
         return subj
 
     def _drop_subject(self, subj: _Subject) -> None:
-        for keys in subj.policies.values():
-            for pkey in list(keys):
-                rec = self._policies.get(pkey)
-                if rec is None:
-                    continue
-                for direction, index in rec.rules:
-                    self._entries.remove((pkey, direction, index, subj.id))
-                rec.subjects.discard(subj.id)
+        for pkey in subj.key.policies[0] | subj.key.policies[1]:
+            rec = self._policies.get(pkey)
+            for direction, index in rec.rules if rec is not None else ():
+                self._entries.remove((pkey, direction, index, subj.id))
+            holders = self._subjects_by_policy[pkey]
+            holders.discard(subj.key)
+            if not holders:
+                del self._subjects_by_policy[pkey]
         del self._subjects[subj.key]
-        del self._subject_ids[subj.id]
-        self._subjects_by_ns[subj.key.namespace].discard(subj.key)
+        self._idle.pop(subj.key, None)
         self.subject_ids.release(subj.key)
-
-    def _subject_by_id(self, sid: int) -> _Subject:
-        return self._subject_ids[sid]
 
     # -- output ---------------------------------------------------------------------------------
     def _settle_ip(self, net: IPNetwork) -> None:

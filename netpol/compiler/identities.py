@@ -15,9 +15,10 @@ exact.  In a cluster whose ipBlocks do not split the pod CIDR, a class is just
 (namespace, labels, named ports): every pod with the same labels shares one
 identity, and a new such pod costs one ipcache entry.
 
-The policy map is keyed by the endpoint's *subject* (namespace, labels, named
-ports): a pod's allowed peers are a function of those alone, so local pods with
-the same labels share their allow entries too.
+The policy map is keyed by the endpoint's *subject*: (namespace, named ports, the
+policies isolating it per direction).  A pod's allowed peers are a function of
+those alone, so local pods selected by the same policies share their allow
+entries whatever their other labels (a rollout's new pod-template-hash, say).
 
 Identities are never reused while an agent runs (a stale entry can then never
 name a new class); after a restart the pinned maps' numbers are taken as hints,
@@ -32,20 +33,31 @@ from ..model import IPNetwork, NamedPort, Pod
 from .entries import FIRST_IDENTITY
 
 
-class SubjectKey(NamedTuple):
+class PodKey(NamedTuple):
+    """What policies read of a pod, its address aside."""
+
     namespace: str
     labels: tuple[tuple[str, str], ...]
     ports: tuple[NamedPort, ...]
 
 
 class ClassKey(NamedTuple):
-    subject: SubjectKey
+    pod: PodKey
     region: Optional[IPNetwork]
 
 
-def subject_of(pod: Pod) -> SubjectKey:
-    return SubjectKey(pod.namespace, tuple(sorted(pod.labels)),
-                      tuple(sorted(set(pod.ports), key=lambda p: (p.name, p.protocol, p.port))))
+class SubjectKey(NamedTuple):
+    """A local endpoint's allow entries are a function of the policies isolating it (per direction)
+    and, for ingress named ports, of its own named ports: endpoints alike in these share them."""
+
+    namespace: str
+    ports: tuple[NamedPort, ...]
+    policies: tuple[frozenset[str], frozenset[str]]  # by direction: DIR_INGRESS, DIR_EGRESS
+
+
+def pod_key_of(pod: Pod) -> PodKey:
+    return PodKey(pod.namespace, tuple(sorted(pod.labels)),
+                  tuple(sorted(set(pod.ports), key=lambda p: (p.name, p.protocol, p.port))))
 
 
 class IdentityAllocator:

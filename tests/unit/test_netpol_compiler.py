@@ -168,8 +168,9 @@ def canonical(desired, compiler):
     """Desired with identity and subject numbers replaced by what they stand for."""
     names = compiler.names()
     ident, subj = names["identity"], names["subject"]
+    live = {e.subject for e in desired.endpoints.values()}  # idle subjects' entries: a rebuild has none
     policy = {(subj[k.subject], k.direction, ident.get(k.identity, k.identity), k.proto, k.port, k.l4_bits): c
-              for k, c in desired.policy.items()}
+              for k, c in desired.policy.items() if k.subject in live}
     endpoints = {i: (e.ep_id, e.flags, subj[e.subject]) for i, e in desired.endpoints.items()}
     return endpoints, {n: (ident[e.identity], e.ep_id) for n, e in desired.ipcache.items()}, policy
 
