@@ -23,7 +23,7 @@ from ..manifest import parse_manifest
 from ..model import Pod
 from ..services import Service, frontends
 from . import drops as drop_views
-from .store import EndpointRecord, PolicyRecord, ServiceRecord, State, Store
+from .store import EndpointRecord, PolicyRecord, ServiceRecord, State, Store, canonical_json
 from .validate import merge_pod, validate_pod
 from .views import EndpointView, PolicyResult, PolicyView
 
@@ -175,7 +175,7 @@ class Agent:
                 state.namespaces[name] = labels
             results.extend(_apply_services(state, manifest.services, source, prune))
             for policy in manifest.policies:
-                raw, old = manifest.objects[policy.key], state.policies.get(policy.key)
+                raw, old = canonical_json(manifest.objects[policy.key]), state.policies.get(policy.key)
                 if old is not None and old.manifest == raw and old.source == source:
                     results.append(PolicyResult(policy.namespace, policy.name, "unchanged"))
                     continue
