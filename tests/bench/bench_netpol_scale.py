@@ -188,6 +188,8 @@ def main() -> int:
             remove_pins(pin)  # our veths are gone already; never teardown() (every interface's programs)
     # restart: a new agent over the same maps and store would compile once before serving; time it
     restart = restart_time()
+    budget = json.loads(subprocess.run([sys.executable, os.path.join(HERE, "netpol_progsize.py")], capture_output=True,
+                                       text=True, check=True).stdout.strip().splitlines()[-1])
     sizes = {k: rss(*k) for k in [(0, 0), (1000, 0), (5000, 0), (0, 10000), (5000, 10000)]}
     base, full = sizes[(0, 0)]["rss_kib"], sizes[(5000, 10000)]["rss_kib"]
     per_kpods = (sizes[(5000, 0)]["rss_kib"] - base) / 5 / 1024
@@ -210,6 +212,8 @@ def main() -> int:
     ]
     table = "\n".join(["| figure | no rules | 10k rules | ratio | goal |", "| --- | --- | --- | --- | --- |",
                        *("| " + " | ".join(r) + " |" for r in rows)])
+    programs = "\n".join(f"- {name}: {xlated:,} instructions, {verified:,} verified (of the verifier's 1,000,000)"
+                          for name, (xlated, verified) in budget.items())
     entries = "\n".join(f"- {k[0]:,} pods, {k[1]:,} rules: RSS {v['rss_kib'] / 1024:.1f} MiB, "
                         f"{v['policy']:,} allow entries, {v['ipcache']:,} ipcache entries" for k, v in sizes.items())
     text = (f"# NetworkPolicy at scale (tests/bench/bench_netpol_scale.py)\n\n{time.strftime('%Y-%m-%d')}, "
@@ -219,7 +223,8 @@ def main() -> int:
             f"{args.adds} pod adds; load average {os.getloadavg()[0]:.1f} at the end (other work on the machine).\n\n"
             f"{table}\n\n"
             f"Map sizes and RSS per configuration (each a fresh process with bcc and the programs loaded):\n"
-            f"{entries}\n")
+            f"{entries}\n\nPrograms (netpol_progsize.py; per-packet lookups unchanged: ipcache, then pw_policy for the "
+            f"peer identity and for ANY):\n{programs}\n")
     print(text)
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "netpol_scale.md"), "w") as f:
