@@ -124,6 +124,7 @@ class Compiler:
         self._prefix_refs: dict[IPNetwork, int] = {}
         self._prefixes = PrefixSet()
         self._peers: dict[tuple, _Peer] = {}
+        self._selector_peers: dict[tuple, _Peer] = {}  # the peers a new class is matched against
         self._blocks: dict[tuple[int, int, int], set[tuple]] = {}  # ipBlock cidr -> peer keys
         self._entries = EntrySet()
         self._ipcache: dict[IPNetwork, IpcacheEntry] = {}
@@ -258,6 +259,7 @@ class Compiler:
                         for ckey in self._classes_by_region.get(net, ()):
                             self._join(pk, state, self._classes[ckey])
             else:
+                self._selector_peers[pk] = state
                 for cls in self._classes.values():
                     if self._peer_matches(state, cls):
                         self._join(pk, state, cls)
@@ -270,6 +272,7 @@ class Compiler:
         if state.rules:
             return
         del self._peers[pk]
+        self._selector_peers.pop(pk, None)
         for ident in state.matches:
             cls = self._class_by_id.get(ident)
             if cls is not None:
@@ -420,8 +423,8 @@ class Compiler:
             self._classes_by_region.setdefault(key.region, set()).add(key)
             for pk in self._blocks_containing(key.region):
                 self._join(pk, self._peers[pk], cls)
-        for pk, state in self._peers.items():
-            if (pk[1] is None or pk[1].ip_block is None) and self._peer_matches(state, cls):
+        for pk, state in self._selector_peers.items():
+            if self._peer_matches(state, cls):
                 self._join(pk, state, cls)
         return cls
 
@@ -441,7 +444,7 @@ class Compiler:
         """A namespace's labels changed: only namespaceSelector peers read them."""
         for ckey in self._classes_by_ns.get(ns, ()):
             cls = self._classes[ckey]
-            for pk, state in self._peers.items():
+            for pk, state in self._selector_peers.items():
                 if pk[1] is None or pk[1].namespace_selector is None:
                     continue
                 now, before = self._peer_matches(state, cls), pk in cls.peers
