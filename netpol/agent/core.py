@@ -20,7 +20,7 @@ from ..compiler import (ISOLATE_EGRESS, ISOLATE_INGRESS, Attachment, Compiler, D
 from ..datapath.events import DropEvent
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from ..manifest import parse_manifest
-from ..model import Pod
+from ..model import Pod, World
 from ..services import Service, frontends
 from . import drops as drop_views
 from .store import EndpointRecord, PolicyRecord, ServiceRecord, State, Store, canonical_json
@@ -44,6 +44,7 @@ class Agent:
         self.identities = IdentityAllocator()
         self.compiler = Compiler(self.identities, seed=current)  # keeps the pinned maps' numbers
         self._ifindex: dict[str, int] = {}  # pod key -> ifindex of its host veth
+        self._touched: set[str] = set()     # pods changed by the transaction in progress
         self._desired = Desired(endpoints=dict(current.endpoints))
         self.drops = drop_views.DropLog(drop_history)
         self._frontends: tuple[dict, frozenset] = ({}, frozenset())  # services -> their frontends, memo
@@ -73,6 +74,7 @@ class Agent:
                     for key in gone:
                         state.endpoints.pop(key, None)
                         self._ifindex.pop(key, None)
+                        self._touched.add(key)
                 self._transaction(mutate, "endpoint")
             return gone
 
@@ -92,12 +94,14 @@ class Agent:
                     if key != pod.key and other.pod.interface == merged.interface:
                         state.endpoints[key] = EndpointRecord(_without_interface(other.pod))
                         self._ifindex.pop(key, None)
+                        self._touched.add(key)
                 self._ifindex[pod.key] = self.datapath.ifindex(merged.interface)
                 ep_id = ep_id or self._allocate_ep_id(state)
             else:
                 self._ifindex.pop(pod.key, None)
                 ep_id = 0
             state.endpoints[pod.key] = EndpointRecord(merged, ep_id)
+            self._touched.add(pod.key)
 
         self._transaction(mutate, "endpoint")
         return self.endpoint(pod.key)
@@ -112,6 +116,7 @@ class Agent:
             def mutate(state: State) -> None:
                 del state.endpoints[key]
                 self._ifindex.pop(key, None)
+                self._touched.add(key)
 
             self._transaction(mutate, "endpoint")
             return True
@@ -259,9 +264,10 @@ class Agent:
         with self._lock:
             started = time.monotonic()
             before, before_ifindex = self.state.copy(), dict(self._ifindex)
+            self._touched = set()  # the pods mutate changes: only they are compiled again
             try:
                 result = mutate(self.state)
-                self._reconcile()
+                self._reconcile(touched=self._touched)
             except Exception:
                 self.state, self._ifindex = before, before_ifindex
                 try:
@@ -281,11 +287,19 @@ class Agent:
         for listener in self.update_listeners:
             listener(change, seconds, ok)
 
-    def _reconcile(self, reattach: bool = False) -> None:
-        attachments = {k: Attachment(r.ep_id, self._ifindex[k])
-                       for k, r in self.state.endpoints.items() if r.ep_id and k in self._ifindex}
+    def _reconcile(self, reattach: bool = False, touched: Optional[set[str]] = None) -> None:
+        """``touched``: the only pods that changed (None: compare them all)."""
+        eps = self.state.endpoints
+        keys = eps.keys() if touched is None else [k for k in touched if k in eps]
+        attachments = {k: Attachment(eps[k].ep_id, self._ifindex[k]) for k in keys
+                       if eps[k].ep_id and k in self._ifindex}
         cookies = {k: r.cookie for k, r in self.state.policies.items()}
-        desired = self.compiler.compile(self.state.world(), attachments, cookies)
+        if touched is None:
+            desired = self.compiler.compile(self.state.world(), attachments, cookies)
+        else:
+            world = World([], dict(self.state.namespaces), [r.policy for r in self.state.policies.values()])
+            changed = {k: eps[k].pod if k in eps else None for k in touched}
+            desired = self.compiler.compile(world, attachments, cookies, changed_pods=changed)
         desired.services = self._service_frontends()
         old = set(self._desired.endpoints)
         for ifindex in old - set(desired.endpoints):

@@ -23,7 +23,7 @@ what a change reaches:
 from __future__ import annotations
 
 import bisect
-from typing import Iterable, Optional
+from typing import Iterable, Mapping, Optional
 
 from ..model import PROTO_NUMBERS, IPNetwork, NetworkPolicy, Peer, Pod, PolicyPort, Rule, World, namespace_labels, \
     subnet_of
@@ -133,7 +133,10 @@ class Compiler:
         self._first = True
 
     # -- the one entry point ----------------------------------------------------------------------
-    def compile(self, world: World, attachments: dict[str, Attachment], cookies: dict[str, int]) -> Desired:
+    def compile(self, world: World, attachments: Mapping[str, Attachment], cookies: dict[str, int],
+                changed_pods: Optional[Mapping[str, Optional[Pod]]] = None) -> Desired:
+        """``changed_pods``: when the caller knows which pods changed, those pods (None: gone) and
+        ``world.pods`` is ignored, so a pod change costs nothing per other pod; else all are diffed."""
         self._dirty = set()
         changed_ns = {n for n in world.namespaces.keys() | self._namespaces.keys()
                       if world.namespaces.get(n) != self._namespaces.get(n)}
@@ -160,7 +163,7 @@ class Compiler:
                 if self._prefix_refs[net] == 1:
                     added_prefixes.append(net)
         moved = self._settle_prefixes(added_prefixes, removed_prefixes)
-        touched = self._update_pods(world.pods, attachments, moved)
+        touched = self._update_pods(world.pods, attachments, moved, changed_pods)
         for ns in changed_ns:
             self._renamespace(ns)
         for policy in fresh:
@@ -351,20 +354,24 @@ class Compiler:
             out.add(self._addrs[addr][0])
         return out
 
-    def _update_pods(self, pods: list[Pod], attachments: dict[str, Attachment], moved: set[str]) -> set[str]:
+    def _update_pods(self, pods: list[Pod], attachments: Mapping[str, Attachment], moved: set[str],
+                     changed: Optional[Mapping[str, Optional[Pod]]]) -> set[str]:
         """Classes and ipcache entries; returns the pods touched (their subjects are placed later)."""
-        seen = set()
         touched = set(moved)
-        for pod in pods:
-            seen.add(pod.key)
-            old = self._pods.get(pod.key)
-            att = attachments.get(pod.key)
+        if changed is None:
+            changed = {pod.key: pod for pod in pods}
+            changed.update({k: None for k in self._pods if k not in changed})
+        for key, pod in changed.items():
+            old = self._pods.get(key)
+            if pod is None:
+                if old is not None:
+                    touched.add(key)
+                    del self._pods[key]
+                continue
+            att = attachments.get(key)
             if old is None or (old[0] is not pod and old[0] != pod) or old[1] != att:
-                touched.add(pod.key)
-                self._pods[pod.key] = (pod, att)
-        for key in [k for k in self._pods if k not in seen]:
-            touched.add(key)
-            del self._pods[key]
+                touched.add(key)
+                self._pods[key] = (pod, att)
         empty: set[ClassKey] = set()
         for key in touched:
             self._place(key, empty)

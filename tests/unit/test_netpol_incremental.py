@@ -81,47 +81,57 @@ def step(draw):
     return kind, index, None
 
 
-def apply_step(world: World, local: dict[str, bool], change) -> None:
+def apply_step(world: World, local: dict[str, bool], change) -> set[str]:
+    """Apply one change; returns the keys of the pods it changed."""
     kind, key, value = change
     if kind in ("pod", "relabel"):
         new, is_local = value
         if kind == "relabel":
             old = next((p for p in world.pods if p.key == new.key), None)
             if old is None:
-                return
+                return set()
             new = dataclasses.replace(old, labels=new.labels, ports=new.ports)
             is_local = local[new.key]
         taken = {ip for p in world.pods if p.key != new.key for ip in p.ips}
         if taken & set(new.ips):
-            return  # addresses are unique among pods
+            return set()  # addresses are unique among pods
         world.pods = [p for p in world.pods if p.key != new.key] + [new]
         local[new.key] = is_local
+        return {new.key}
     elif kind == "unpod":
+        gone = {p.key for p in world.pods if p.name == f"pod{key}"}
         world.pods = [p for p in world.pods if p.name != f"pod{key}"]
+        return gone
     elif kind == "namespace":
         world.namespaces[key] = value
     elif kind == "policy":
         world.policies = [p for p in world.policies if p.key != value.key] + [value]
     else:
         world.policies = [p for p in world.policies if p.name != f"p{key}"][:]
+    return set()
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(step(), min_size=1, max_size=14), st.sampled_from([0, 1, 64]))
-def test_incremental_diffs_leave_the_maps_a_full_rebuild_would(steps, idle):
+@given(st.lists(step(), min_size=1, max_size=14), st.sampled_from([0, 1, 64]), st.booleans())
+def test_incremental_diffs_leave_the_maps_a_full_rebuild_would(steps, idle, hinted):
     """``idle``: how many subjects without endpoints the compiler keeps; with 0 the maps must
-    equal the rebuild's exactly, idle entries included."""
+    equal the rebuild's exactly, idle entries included.  ``hinted``: the compiler is told which
+    pods changed (as the agent does) instead of diffing them all."""
     world, local = World([], {}, []), {}
     compiler, programs, current = Compiler(IdentityAllocator(), idle_subjects=idle), FakePrograms(), sync.Desired()
     cookies: dict[str, int] = {}
+    slots: dict[str, int] = {}
     for number, change in enumerate(steps):
-        apply_step(world, local, change)
+        pods_changed = apply_step(world, local, change)
         for p in world.policies:
             cookies.setdefault(p.key, len(cookies) + 1)
-        attachments = {p.key: Attachment(i + 1, 100 + i) for i, p in enumerate(sorted(world.pods, key=lambda p: p.key))
-                       if local.get(p.key)}
-        desired = compiler.compile(World(list(world.pods), dict(world.namespaces), list(world.policies)),
-                                   attachments, cookies)
+        for p in world.pods:  # a pod keeps its endpoint id and veth, as on a node
+            slots.setdefault(p.key, len(slots) + 1)
+        attachments = {p.key: Attachment(slots[p.key], 100 + slots[p.key]) for p in world.pods if local.get(p.key)}
+        by_key = {p.key: p for p in world.pods}
+        hint = {k: by_key.get(k) for k in pods_changed} if hinted else None
+        desired = compiler.compile(World([] if hinted else list(world.pods), dict(world.namespaces),
+                                         list(world.policies)), attachments, cookies, changed_pods=hint)
         assert number == 0 or desired.policy_changes is not None  # the diff path, not a full compare
         sync.apply(programs, current, desired)
         written = sync.read_current(programs)
