@@ -29,7 +29,7 @@ from ..model import PROTO_NUMBERS, IPNetwork, NetworkPolicy, Peer, Pod, PolicyPo
     subnet_of
 from .entries import ANY_IDENTITY, DIR_EGRESS, DIRECTIONS, ISOLATE_BIT, Attachment, Desired, EndpointEntry, \
     IpcacheEntry, PolicyKey
-from .identities import ClassKey, IdentityAllocator, PrefixSet, SubjectKey, net_key, pod_key_of, supernets
+from .identities import ClassKey, IdentityAllocator, PrefixSet, SubjectKey, net_key, pod_key_of
 from .ipcache import host_prefix, policy_prefixes
 from .merge import EntrySet
 from .ports import range_prefixes
@@ -126,6 +126,7 @@ class Compiler:
         self._peers: dict[tuple, _Peer] = {}
         self._selector_peers: dict[tuple, _Peer] = {}  # the peers a new class is matched against
         self._blocks: dict[tuple[int, int, int], set[tuple]] = {}  # ipBlock cidr -> peer keys
+        self._block_lens: dict[int, dict[int, int]] = {4: {}, 6: {}}  # version -> cidr length -> blocks
         self._entries = EntrySet()
         self._ipcache: dict[IPNetwork, IpcacheEntry] = {}
         self._ipcache_changes: set[IPNetwork] = set()
@@ -255,7 +256,11 @@ class Compiler:
             state = self._peers[pk] = _Peer(*pk)
             if peer is not None and peer.ip_block is not None:
                 block = peer.ip_block
-                self._blocks.setdefault(net_key(block.cidr), set()).add(pk)
+                holders = self._blocks.setdefault(net_key(block.cidr), set())
+                if not holders:
+                    lens = self._block_lens[block.cidr.version]
+                    lens[block.cidr.prefixlen] = lens.get(block.cidr.prefixlen, 0) + 1
+                holders.add(pk)
                 for net in self._prefixes.inside(block.cidr):
                     if _in_block(block, net):
                         state.matches.add(self.identities.get(net))
@@ -281,10 +286,15 @@ class Compiler:
             if cls is not None:
                 cls.peers.discard(pk)
         if pk[1] is not None and pk[1].ip_block is not None:
-            holders = self._blocks[net_key(pk[1].ip_block.cidr)]
+            cidr = pk[1].ip_block.cidr
+            holders = self._blocks[net_key(cidr)]
             holders.discard(pk)
             if not holders:
-                del self._blocks[net_key(pk[1].ip_block.cidr)]
+                del self._blocks[net_key(cidr)]
+                lens = self._block_lens[cidr.version]
+                lens[cidr.prefixlen] -= 1
+                if not lens[cidr.prefixlen]:
+                    del lens[cidr.prefixlen]
 
     def _peer_matches(self, state: _Peer, cls: _Class) -> bool:
         peer = state.peer
@@ -311,8 +321,9 @@ class Compiler:
         self._dirty |= state.rules
 
     def _blocks_containing(self, net: IPNetwork) -> Iterable[tuple]:
-        for key in supernets(net):
-            for pk in self._blocks.get(key, ()):
+        value, top = int(net.network_address), net.max_prefixlen
+        for plen in [p for p in self._block_lens[net.version] if p <= net.prefixlen]:  # lengths in use only
+            for pk in self._blocks.get((net.version, plen, value >> (top - plen) << (top - plen)), ()):
                 if _in_block(pk[1].ip_block, net):
                     yield pk
 

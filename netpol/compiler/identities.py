@@ -132,13 +132,6 @@ class PrefixSet:
         return [net for _, plen, net in rows[lo:hi] if plen >= cidr.prefixlen]
 
 
-def supernets(net: IPNetwork) -> Iterable[tuple[int, int, int]]:
-    """(version, prefixlen, network int) of every prefix containing ``net``, itself included."""
-    value, top = int(net.network_address), net.max_prefixlen
-    for plen in range(net.prefixlen, -1, -1):
-        yield net.version, plen, value >> (top - plen) << (top - plen)
-
-
 def net_key(net: IPNetwork) -> tuple[int, int, int]:
     return net.version, net.prefixlen, int(net.network_address)
 
