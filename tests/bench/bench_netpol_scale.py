@@ -11,8 +11,9 @@ manifest (2 policies x 10,000 ipBlock rules selecting the pods, their own pod ru
 - policy change -> enforced: with 10k rules in place, revoke the rule admitting a flow; time from
   the apply call until the maps hold it, then BPF_PROG_TEST_RUN confirms the packet is dropped;
 - pod add with 5,000 pods known (remote pods from 50 label sets): call -> maps holding it;
-- agent RSS (in fresh processes) with 0/1,000/5,000 pods and 0/10,000 rules; the bcc compiler
-  and the loaded programs are resident in every one of them.
+- agent RSS (in fresh processes) with 0/1,000/5,000 remote pods and 0/10,000 rules, a server and
+  a client pod on the node in each (their allow entries in the compiler when there are rules);
+  the bcc compiler and the loaded programs are resident in every one of them.
 
 Prints a table and writes tests/bench/results/netpol_scale.md.  Needs root.
 """
@@ -126,11 +127,16 @@ def pod_adds(agent, known: int, adds: int) -> list[float]:
 
 
 def rss_child(pods: int, rules: int) -> None:
+    """One agent: a server and a client pod on this node (isolated by the rules, if any: their
+    allow entries are then in the compiler too), ``pods`` remote pods, ``rules`` rules."""
     pin = f"/sys/fs/bpf/pwscale-{uuid.uuid4().hex[:8]}"
+    links = [veth()[0] for _ in range(2)]
     try:
         agent = make_agent(pin)
         if rules:
             agent.apply(rules_manifest(rules // 2))
+        for role, link, address in zip(("server", "client"), links, ("10.99.2.1", "10.99.2.2"), strict=True):
+            agent.upsert_endpoint(Pod(NS, role, (("role", role),), (address,), interface=link))
         for i in range(pods):
             agent.upsert_endpoint(remote_pod(i))
         gc.collect()
@@ -139,6 +145,8 @@ def rss_child(pods: int, rules: int) -> None:
         print(json.dumps({"rss_kib": rss, "policy": len(desired.policy), "ipcache": len(desired.ipcache)}))
         agent.close()
     finally:
+        for link in links:
+            subprocess.run(["ip", "link", "del", link], capture_output=True)
         from netpol.datapath.loader import remove_pins
         remove_pins(pin)  # never teardown(): it detaches our programs from every interface, others' too
 
