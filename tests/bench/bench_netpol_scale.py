@@ -177,9 +177,12 @@ def main() -> int:
         apply_yaml = time.perf_counter() - start
         agent.delete_policies([f"{NS}/rules-in", f"{NS}/rules-out"])
         as_json = json.dumps({"kind": "List", "items": list(yaml.safe_load_all(rules_manifest(10000)))})
+        held: list[float] = []
+        agent.update_listeners.append(lambda change, seconds, ok: held.append(seconds))
         start = time.perf_counter()
         agent.apply(as_json)  # what `kubectl apply -o json`-style input or the API source hands over
         apply_s = time.perf_counter() - start
+        agent.update_listeners.pop()
         # The first local pod isolated by these policies writes their entries for its subject
         # (~20,000); later ones, whatever their other labels, share them.
         first = register_local(agent, 0, (("pod-template-hash", "first"),))
@@ -209,8 +212,8 @@ def main() -> int:
          f"{statistics.median(with_rules) * 1e3:.1f} ms",
          f"{statistics.median(with_rules) / statistics.median(none):.2f}x", "<= 1.1x"),
         ("the first pod isolated by these policies on the node", "-", f"{first * 1e3:.0f} ms", "-", "-"),
-        ("apply 20,000 rules (JSON manifest; YAML in brackets)", "-", f"{apply_s:.2f} s ({apply_yaml:.2f} s)", "-",
-         "<= 1 s"),
+        ("apply 20,000 rules: call -> maps hold them (JSON manifest)", "-", f"{held[0]:.2f} s", "-", "<= 1 s"),
+        ("... call -> apply returns (JSON; YAML in brackets)", "-", f"{apply_s:.2f} s ({apply_yaml:.2f} s)", "-", "-"),
         ("policy change -> enforced (p50 / p99)", "-",
          f"{pct(changes, 50) * 1e3:.1f} / {pct(changes, 99) * 1e3:.1f} ms", "-", "p99 <= 10 ms"),
         (f"pod add with {args.known:,} pods known, call -> maps (p50 / p99)", "-",
