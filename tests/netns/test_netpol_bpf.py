@@ -353,3 +353,27 @@ def test_endpoints_with_the_same_subject_share_allow_entries(bpf):
     assert bpf.to_pod(bpf.b, frame(X4, B4, "TCP", port(), 80)) == TC_ACT_OK
     assert bpf.to_pod(bpf.b, frame(X4, B4, "TCP", port(), 81)) == TC_ACT_SHOT
     assert bpf.p.ep_ids.lookup(ct.c_uint32(2)).subject == 7
+
+
+def test_maps_pinned_by_an_older_layout_are_named_with_the_way_out(tmp_path):
+    """A pw_endpoints pinned with the old 8-byte value (before subjects): loading says teardown,
+    instead of the verifier's bare EACCES."""
+    from netpol.datapath.loader import Programs, pinned_sizes, remove_pins
+    from netpol.errors import DatapathError
+
+    pin_dir = f"/sys/fs/bpf/pwtest-{uuid.uuid4().hex[:8]}"
+    libc = ct.CDLL(None, use_errno=True)
+    create = (ct.c_uint32 * 5)(1, 4, 8, 16, 0)  # BPF_MAP_TYPE_HASH, key 4, value 8, 16 entries
+    fd = libc.syscall(321, 0, create, ct.sizeof(create))
+    assert fd >= 0, os.strerror(ct.get_errno())
+    try:
+        os.makedirs(pin_dir)
+        path = ct.create_string_buffer(f"{pin_dir}/endpoints".encode())
+        attr = (ct.c_uint64 * 2)(ct.addressof(path), fd)
+        assert libc.syscall(321, 6, attr, ct.sizeof(attr)) == 0, os.strerror(ct.get_errno())  # BPF_OBJ_PIN
+        assert pinned_sizes(f"{pin_dir}/endpoints") == (4, 8)
+        with pytest.raises(DatapathError, match="teardown"):
+            Programs(pin_dir)
+    finally:
+        os.close(fd)
+        remove_pins(pin_dir)
