@@ -357,6 +357,8 @@ class Compiler:
 
     def _pods_inside(self, net: IPNetwork) -> set[str]:
         rows = self._sorted_addrs[net.version]
+        if not rows:
+            return set()
         lo = bisect.bisect_left(rows, int(net.network_address))
         hi = bisect.bisect_right(rows, int(net.broadcast_address))
         out = set()
