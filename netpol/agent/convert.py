@@ -1,7 +1,6 @@
 """proto messages <-> model and view objects (no logic beyond field mapping)."""
 from __future__ import annotations
 
-import json
 
 from proto import netpol_pb2 as pb
 
@@ -31,7 +30,7 @@ def results_message(results: list[PolicyResult]) -> list[pb.PolicyResult]:
 def policy_message(view: PolicyView) -> pb.Policy:
     rec = view.record
     return pb.Policy(namespace=rec.policy.namespace, name=rec.policy.name, source=rec.source,
-                     manifest=json.dumps(rec.manifest, sort_keys=True),
+                     manifest=rec.manifest,
                      policy_types=sorted(rec.policy.policy_types), selected_pods=view.selected)
 
 

@@ -15,15 +15,15 @@ import threading
 import time
 from typing import Callable, Iterable, Optional, TypeVar
 
-from ..compiler import (FIRST_IDENTITY, ISOLATE_EGRESS, ISOLATE_INGRESS, Attachment, Compiler, Desired,
+from ..compiler import (ISOLATE_EGRESS, ISOLATE_INGRESS, Attachment, Compiler, Desired,
                         IdentityAllocator)
 from ..datapath.events import DropEvent
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from ..manifest import parse_manifest
-from ..model import Pod
+from ..model import Pod, World
 from ..services import Service, frontends
 from . import drops as drop_views
-from .store import EndpointRecord, PolicyRecord, ServiceRecord, State, Store
+from .store import EndpointRecord, PolicyRecord, ServiceRecord, State, Store, canonical_json
 from .validate import merge_pod, validate_pod
 from .views import EndpointView, PolicyResult, PolicyView
 
@@ -41,10 +41,10 @@ class Agent:
         self.state = store.load()
         self._lock = threading.RLock()
         current = datapath.current()
-        floor = max([FIRST_IDENTITY, *(k.identity + 1 for k in current.policy)])
-        self.identities = IdentityAllocator({n: e.identity for n, e in current.ipcache.items()}, floor)
-        self.compiler = Compiler(self.identities)
+        self.identities = IdentityAllocator()
+        self.compiler = Compiler(self.identities, seed=current)  # keeps the pinned maps' numbers
         self._ifindex: dict[str, int] = {}  # pod key -> ifindex of its host veth
+        self._touched: set[str] = set()     # pods changed by the transaction in progress
         self._desired = Desired(endpoints=dict(current.endpoints))
         self.drops = drop_views.DropLog(drop_history)
         self._frontends: tuple[dict, frozenset] = ({}, frozenset())  # services -> their frontends, memo
@@ -74,6 +74,7 @@ class Agent:
                     for key in gone:
                         state.endpoints.pop(key, None)
                         self._ifindex.pop(key, None)
+                        self._touched.add(key)
                 self._transaction(mutate, "endpoint")
             return gone
 
@@ -93,12 +94,14 @@ class Agent:
                     if key != pod.key and other.pod.interface == merged.interface:
                         state.endpoints[key] = EndpointRecord(_without_interface(other.pod))
                         self._ifindex.pop(key, None)
+                        self._touched.add(key)
                 self._ifindex[pod.key] = self.datapath.ifindex(merged.interface)
                 ep_id = ep_id or self._allocate_ep_id(state)
             else:
                 self._ifindex.pop(pod.key, None)
                 ep_id = 0
             state.endpoints[pod.key] = EndpointRecord(merged, ep_id)
+            self._touched.add(pod.key)
 
         self._transaction(mutate, "endpoint")
         return self.endpoint(pod.key)
@@ -113,6 +116,7 @@ class Agent:
             def mutate(state: State) -> None:
                 del state.endpoints[key]
                 self._ifindex.pop(key, None)
+                self._touched.add(key)
 
             self._transaction(mutate, "endpoint")
             return True
@@ -176,7 +180,7 @@ class Agent:
                 state.namespaces[name] = labels
             results.extend(_apply_services(state, manifest.services, source, prune))
             for policy in manifest.policies:
-                raw, old = manifest.objects[policy.key], state.policies.get(policy.key)
+                raw, old = canonical_json(manifest.objects[policy.key]), state.policies.get(policy.key)
                 if old is not None and old.manifest == raw and old.source == source:
                     results.append(PolicyResult(policy.namespace, policy.name, "unchanged"))
                     continue
@@ -260,9 +264,10 @@ class Agent:
         with self._lock:
             started = time.monotonic()
             before, before_ifindex = self.state.copy(), dict(self._ifindex)
+            self._touched = set()  # the pods mutate changes: only they are compiled again
             try:
                 result = mutate(self.state)
-                self._reconcile()
+                self._reconcile(touched=self._touched)
             except Exception:
                 self.state, self._ifindex = before, before_ifindex
                 try:
@@ -282,11 +287,19 @@ class Agent:
         for listener in self.update_listeners:
             listener(change, seconds, ok)
 
-    def _reconcile(self, reattach: bool = False) -> None:
-        attachments = {k: Attachment(r.ep_id, self._ifindex[k])
-                       for k, r in self.state.endpoints.items() if r.ep_id and k in self._ifindex}
+    def _reconcile(self, reattach: bool = False, touched: Optional[set[str]] = None) -> None:
+        """``touched``: the only pods that changed (None: compare them all)."""
+        eps = self.state.endpoints
+        keys = eps.keys() if touched is None else [k for k in touched if k in eps]
+        attachments = {k: Attachment(eps[k].ep_id, self._ifindex[k]) for k in keys
+                       if eps[k].ep_id and k in self._ifindex}
         cookies = {k: r.cookie for k, r in self.state.policies.items()}
-        desired = self.compiler.compile(self.state.world(), attachments, cookies)
+        if touched is None:
+            desired = self.compiler.compile(self.state.world(), attachments, cookies)
+        else:
+            world = World([], dict(self.state.namespaces), [r.policy for r in self.state.policies.values()])
+            changed = {k: eps[k].pod if k in eps else None for k in touched}
+            desired = self.compiler.compile(world, attachments, cookies, changed_pods=changed)
         desired.services = self._service_frontends()
         old = set(self._desired.endpoints)
         for ifindex in old - set(desired.endpoints):
@@ -325,7 +338,6 @@ class Agent:
     def _allocate_ep_id(self, state: State) -> int:
         current = self.datapath.current()
         used = {r.ep_id for r in state.endpoints.values()} | {e.ep_id for e in current.endpoints.values()}
-        used |= {k.ep_id for k in current.policy}  # leftovers of an interrupted sync
         return _lowest_free(used, MAX_ENDPOINT_ID, "endpoint ids")
 
     def _allocate_cookie(self, state: State) -> int:

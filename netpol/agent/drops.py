@@ -58,16 +58,17 @@ class DropLog:
         self._lock = threading.Lock()
         self._pods_by_ip: dict[str, str] = {}
         self._pods_by_ep: dict[int, str] = {}
-        self.names = Names(State())
+        self._names = Names(State())
+        self._snapshot, self._indexed = State(), State()  # built from the snapshot when a drop needs them
         # (policy key, direction, reason label) -> drop events; a policy's entries go with it
         self._by_policy: collections.Counter[tuple[str, str, str]] = collections.Counter()
 
     def index(self, state: State, desired: Desired) -> None:
-        """Refresh the address and endpoint-id -> pod maps (after each change)."""
-        self._pods_by_ip = {ip: key for key, rec in state.endpoints.items() for ip in rec.pod.ips}
-        self._pods_by_ep = {rec.ep_id: key for key, rec in state.endpoints.items() if rec.ep_id}
-        self.names = Names(state.copy())
+        """Note the state after each change; the address and endpoint-id -> pod maps are built
+        from it only when a drop arrives (with thousands of pods, not on every pod's start path)."""
+        snapshot = state.copy()
         with self._lock:
+            self._snapshot = snapshot
             for gone in [k for k in self._by_policy if k[0] not in state.policies]:
                 del self._by_policy[gone]
 
@@ -75,7 +76,23 @@ class DropLog:
         with self._lock:
             return dict(self._by_policy)
 
+    @property
+    def names(self) -> Names:
+        self._refresh()
+        return self._names
+
+    def _refresh(self) -> None:
+        with self._lock:
+            state = self._snapshot
+            if state is self._indexed:
+                return
+            self._pods_by_ip = {ip: key for key, rec in state.endpoints.items() for ip in rec.pod.ips}
+            self._pods_by_ep = {rec.ep_id: key for key, rec in state.endpoints.items() if rec.ep_id}
+            self._names = Names(state)
+            self._indexed = state
+
     def add(self, event: DropEvent) -> None:
+        self._refresh()
         view = DropView(time=event.time, monotonic_ns=event.monotonic_ns, src_ip=event.src,
                         src_pod=self._pods_by_ip.get(event.src, ""), src_port=event.sport, dst_ip=event.dst,
                         dst_pod=self._pods_by_ip.get(event.dst, ""), dst_port=event.dport,

@@ -27,7 +27,7 @@ from ..services import Service, service_from_dict, service_to_dict
 @dataclasses.dataclass(frozen=True)
 class PolicyRecord:
     policy: NetworkPolicy
-    manifest: dict   # the object as applied
+    manifest: str    # the object as applied, as canonical JSON (a tenth of the dicts' memory)
     source: str
     cookie: int      # index of its counter in pw_policy_stats
 
@@ -78,7 +78,7 @@ class Store:
         for name in sorted(os.listdir(pdir)) if os.path.isdir(pdir) else []:
             if name.endswith(".json"):
                 p = _read(os.path.join(pdir, name), None)
-                rec = PolicyRecord(parse_policy(p["manifest"]), p["manifest"], p["source"], p["cookie"])
+                rec = PolicyRecord(parse_policy(p["manifest"]), canonical_json(p["manifest"]), p["source"], p["cookie"])
                 state.policies[rec.policy.key] = rec
         self._saved = state.copy()
         return state
@@ -97,7 +97,8 @@ class Store:
                    {k: {"service": service_to_dict(r.service), "source": r.source} for k, r in state.services.items()})
         for key, rec in state.policies.items():
             if self._saved.policies.get(key) is not rec:
-                _write(self._policy_path(key), {"manifest": rec.manifest, "source": rec.source, "cookie": rec.cookie})
+                _write(self._policy_path(key), {"manifest": json.loads(rec.manifest), "source": rec.source,
+                                                "cookie": rec.cookie})
         for key in set(self._saved.policies) - set(state.policies):
             try:
                 os.unlink(self._policy_path(key))
@@ -109,6 +110,10 @@ class Store:
         namespace, name = key.split("/", 1)  # a namespace has no "_": the file name is unambiguous
         assert self.dir, "a memory-only store has no files"
         return os.path.join(self.dir, "policies", f"{namespace}_{name}.json")
+
+
+def canonical_json(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
 def _read(path: str, default):

@@ -99,6 +99,7 @@ int nf_post_dnat(struct pw_nf_ctx *ctx)
 			NF_ACCEPT_ : NF_DROP_;
 	ep.ep_id = owner->ep_id;
 	ep.flags = ref->flags;
+	ep.subject = ref->subject;
 	m.ifindex = ref->ifindex;
 	if (parsed != PARSE_IP)
 		return pw_early_verdict(&m, &ep, DIR_EGRESS, &f, parsed) == VERDICT_PASS ? NF_ACCEPT_ : NF_DROP_;

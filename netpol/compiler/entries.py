@@ -24,13 +24,16 @@ L4_BITS = 24  # the policy key ends with protocol (8 bits) and port (16 bits), m
 
 
 class PolicyKey(NamedTuple):
-    """An allow entry: (endpoint, direction, peer identity) plus an L4 prefix.
+    """An allow entry: (subject, direction, peer identity) plus an L4 prefix.
+
+    The subject stands for every local endpoint with the same namespace, labels
+    and named ports (compiler/identities.py): they are allowed the same peers.
 
     ``l4_bits`` is how many leading bits of protocol+port must match: 0 = every
     protocol, 8 = one protocol and every port, 8+k = a port prefix of k bits.
     ``proto`` and ``port`` are already masked to that prefix."""
 
-    ep_id: int
+    subject: int
     direction: int
     identity: int
     proto: int = 0
@@ -41,6 +44,7 @@ class PolicyKey(NamedTuple):
 class EndpointEntry(NamedTuple):
     ep_id: int
     flags: int
+    subject: int = 0  # the first field of its allow entries' keys
 
 
 class IpcacheEntry(NamedTuple):
@@ -62,10 +66,12 @@ class Desired:
     policy: dict[PolicyKey, int] = dataclasses.field(default_factory=dict)  # -> cookie
     # Service frontends (netpol/services.py Frontend) whose egress check waits for DNAT.
     services: frozenset = dataclasses.field(default_factory=frozenset)
-    # ep_id -> (ifindex, flags): pw_ep_ids, derived from endpoints by the sync (not the compiler).
-    ep_ids: dict[int, tuple[int, int]] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    # ep_id -> (ifindex, flags, subject): pw_ep_ids, derived from endpoints by the sync (not the compiler).
+    ep_ids: dict[int, tuple[int, int, int]] = dataclasses.field(default_factory=dict, compare=False, repr=False)
     # Keys whose entry may differ from the previous compile's (None: unknown, diff them all).
     policy_changes: Optional[set[PolicyKey]] = dataclasses.field(default=None, compare=False, repr=False)
+    # Prefixes whose ipcache entry may differ from the previous compile's (None: diff them all).
+    ipcache_changes: Optional[set[IPNetwork]] = dataclasses.field(default=None, compare=False, repr=False)
 
-    def entries_of(self, ep_id: int) -> dict[PolicyKey, int]:
-        return {k: c for k, c in self.policy.items() if k.ep_id == ep_id}
+    def entries_of(self, subject: int) -> dict[PolicyKey, int]:
+        return {k: c for k, c in self.policy.items() if k.subject == subject}

@@ -1,64 +1,143 @@
 """Identities: the number the datapath finds for a peer address in the ipcache trie.
 
-Every pod address (/32, /128) and every prefix named by an ipBlock (cidr and
-except) gets its own identity.  An address resolves, by longest prefix, to
-exactly one of them, and ipBlock membership is a function of that prefix alone
-(for prefix P: P is inside the cidr and inside none of the excepts), so each
-ipBlock compiles to a set of identities.  Per-address pod identities make
-ipBlocks over pod IPs and per-pod named ports exact.
+Two kinds share one number space:
+
+- a *CIDR identity* per prefix some ipBlock names (cidr or except);
+- a *pod identity* per class of pod addresses that every policy treats alike:
+  (namespace, labels, named ports, region).  The region is the longest policy
+  prefix containing the address (None if none does).
+
+Why the region: ipBlock membership is a function of the longest policy prefix
+containing an address (for prefix P: P lies inside the cidr and inside none of
+the excepts), so pods in one class are matched by exactly the same selectors,
+ipBlocks and (egress) named ports, and one ipcache lookup per address stays
+exact.  In a cluster whose ipBlocks do not split the pod CIDR, a class is just
+(namespace, labels, named ports): every pod with the same labels shares one
+identity, and a new such pod costs one ipcache entry.
+
+The policy map is keyed by the endpoint's *subject*: (namespace, named ports, the
+policies isolating it per direction).  A pod's allowed peers are a function of
+those alone, so local pods selected by the same policies share their allow
+entries whatever their other labels (a rollout's new pod-template-hash, say).
 
 Identities are never reused while an agent runs (a stale entry can then never
-name a new prefix); after a restart numbering continues above every id the
-pinned maps still mention.
+name a new class); after a restart the pinned maps' numbers are taken as hints,
+so an unchanged state compiles to unchanged maps.
 """
 from __future__ import annotations
 
 import bisect
-from typing import Iterable, Optional
+from typing import Hashable, Iterable, NamedTuple, Optional
 
-from ..model import IPBlock, IPNetwork, subnet_of
+from ..model import IPNetwork, NamedPort, Pod
 from .entries import FIRST_IDENTITY
 
 
+class PodKey(NamedTuple):
+    """What policies read of a pod, its address aside."""
+
+    namespace: str
+    labels: tuple[tuple[str, str], ...]
+    ports: tuple[NamedPort, ...]
+
+
+class ClassKey(NamedTuple):
+    pod: PodKey
+    region: Optional[IPNetwork]
+
+
+class SubjectKey(NamedTuple):
+    """A local endpoint's allow entries are a function of the policies isolating it (per direction)
+    and, for ingress named ports, of its own named ports: endpoints alike in these share them."""
+
+    namespace: str
+    ports: tuple[NamedPort, ...]
+    policies: tuple[frozenset[str], frozenset[str]]  # by direction: DIR_INGRESS, DIR_EGRESS
+
+
+def pod_key_of(pod: Pod) -> PodKey:
+    return PodKey(pod.namespace, tuple(sorted(pod.labels)),
+                  tuple(sorted(set(pod.ports), key=lambda p: (p.name, p.protocol, p.port))))
+
+
 class IdentityAllocator:
-    def __init__(self, seed: Optional[dict[IPNetwork, int]] = None, floor: int = FIRST_IDENTITY):
-        self._ids: dict[IPNetwork, int] = dict(seed or {})
+    """Numbers for hashable keys (prefixes, ClassKeys, SubjectKeys), never reused."""
+
+    def __init__(self, seed: Optional[dict[Hashable, int]] = None, floor: int = FIRST_IDENTITY):
+        self._ids: dict[Hashable, int] = dict(seed or {})
+        self._taken: set[int] = set(self._ids.values())
+        self._floor = floor
         self._next = max([floor, *(i + 1 for i in self._ids.values())])
 
-    def get(self, prefix: IPNetwork) -> int:
-        ident = self._ids.get(prefix)
+    def get(self, key: Hashable, hint: Optional[int] = None) -> int:
+        ident = self._ids.get(key)
         if ident is None:
-            ident = self._ids[prefix] = self._next
-            self._next += 1
+            if hint is not None and hint not in self._taken and self._floor <= hint < self._next:
+                ident = hint  # a number the pinned maps used before a restart
+            else:
+                ident = self._next
+                self._next += 1
+            self._ids[key] = ident
+            self._taken.add(ident)
         return ident
 
-    def release(self, prefix: IPNetwork) -> None:
-        self._ids.pop(prefix, None)
+    def release(self, key: Hashable) -> None:
+        self._ids.pop(key, None)  # the number stays taken: never reused
 
-    def retain(self, prefixes: Iterable[IPNetwork]) -> None:
-        keep = set(prefixes)
-        self._ids = {p: i for p, i in self._ids.items() if p in keep}
+    def retain(self, keys: Iterable[Hashable]) -> None:
+        keep = set(keys)
+        self._ids = {k: i for k, i in self._ids.items() if k in keep}
 
-    def snapshot(self) -> dict[IPNetwork, int]:
+    def reserve_below(self, limit: int) -> None:
+        """Hand out new numbers from ``limit`` on; below it only as hints."""
+        self._next = max(self._next, limit)
+
+    def snapshot(self) -> dict[Hashable, int]:
         return dict(self._ids)
 
 
-class PrefixIndex:
-    """Prefixes sorted by start address, for 'which prefixes lie inside this cidr'."""
+class PrefixSet:
+    """The policy prefixes: longest match for an address, and 'which lie inside this cidr'."""
 
-    def __init__(self, identities: dict[IPNetwork, int]):
-        self._rows: dict[int, list[tuple[int, int, IPNetwork, int]]] = {4: [], 6: []}
-        for net, ident in identities.items():
-            self._rows[net.version].append((int(net.network_address), net.prefixlen, net, ident))
-        for rows in self._rows.values():
-            rows.sort()
-        self._starts = {v: [r[0] for r in rows] for v, rows in self._rows.items()}
+    def __init__(self) -> None:
+        self._by_len: dict[int, dict[int, set[int]]] = {4: {}, 6: {}}  # version -> plen -> network ints
+        self._sorted: dict[int, list[tuple[int, int, IPNetwork]]] = {4: [], 6: []}
 
-    def inside(self, block: IPBlock) -> list[tuple[IPNetwork, int]]:
-        """(prefix, identity) for every indexed prefix the ipBlock matches."""
-        cidr = block.cidr
-        rows, starts = self._rows[cidr.version], self._starts[cidr.version]
-        lo = bisect.bisect_left(starts, int(cidr.network_address))
-        hi = bisect.bisect_right(starts, int(cidr.broadcast_address))
-        return [(net, ident) for _, plen, net, ident in rows[lo:hi]
-                if plen >= cidr.prefixlen and not any(subnet_of(net, e) for e in block.excepts)]
+    def add(self, net: IPNetwork) -> None:
+        self._by_len[net.version].setdefault(net.prefixlen, set()).add(int(net.network_address))
+        bisect.insort(self._sorted[net.version], (int(net.network_address), net.prefixlen, net))
+
+    def remove(self, net: IPNetwork) -> None:
+        nets = self._by_len[net.version][net.prefixlen]
+        nets.discard(int(net.network_address))
+        if not nets:
+            del self._by_len[net.version][net.prefixlen]
+        rows = self._sorted[net.version]
+        del rows[bisect.bisect_left(rows, (int(net.network_address), net.prefixlen, net))]
+
+    def longest(self, net: IPNetwork) -> Optional[IPNetwork]:
+        """The longest prefix containing ``net`` (itself included)."""
+        value, top = int(net.network_address), net.max_prefixlen
+        for plen in sorted((p for p in self._by_len[net.version] if p <= net.prefixlen), reverse=True):
+            base = value >> (top - plen) << (top - plen)
+            if base in self._by_len[net.version][plen]:
+                return _network(net.version, base, plen)
+        return None
+
+    def inside(self, cidr: IPNetwork) -> list[IPNetwork]:
+        """Prefixes lying inside ``cidr`` (itself included)."""
+        rows = self._sorted[cidr.version]
+        lo = bisect.bisect_left(rows, (int(cidr.network_address), -1))
+        hi = bisect.bisect_right(rows, (int(cidr.broadcast_address), 129))
+        return [net for _, plen, net in rows[lo:hi] if plen >= cidr.prefixlen]
+
+
+def net_key(net: IPNetwork) -> tuple[int, int, int]:
+    return net.version, net.prefixlen, int(net.network_address)
+
+
+def _network(version: int, value: int, plen: int) -> IPNetwork:
+    import ipaddress
+    if version == 4:
+        return ipaddress.IPv4Network((value, plen))
+    return ipaddress.IPv6Network((value, plen))

@@ -33,6 +33,11 @@ class EntrySet:
             self._by_key.setdefault(key, {})[source] = cookie
             self._settle(key)
 
+    def remove(self, source: Hashable) -> None:
+        old = self._contrib.pop(source, None)
+        if old is not None:
+            self._drop(source, old[0])
+
     def retain(self, sources: builtins.set) -> None:
         for source in [s for s in self._contrib if s not in sources]:
             self._drop(source, self._contrib.pop(source)[0])

@@ -43,12 +43,12 @@ class Simulator:
         self.desired = desired
         self.ipcache: Trie[IpcacheEntry] = Trie(desired.ipcache)
 
-    def policy_allows(self, ep_id: int, direction: int, identity: int, proto: int, port: int) -> bool:
+    def policy_allows(self, subject: int, direction: int, identity: int, proto: int, port: int) -> bool:
         value = proto << 16 | port
         for ident in (identity, ANY_IDENTITY):
             for bits in range(L4_BITS, -1, -1):
                 masked = value >> (L4_BITS - bits) << (L4_BITS - bits)
-                if PolicyKey(ep_id, direction, ident, masked >> 16, masked & 0xFFFF, bits) in self.desired.policy:
+                if PolicyKey(subject, direction, ident, masked >> 16, masked & 0xFFFF, bits) in self.desired.policy:
                     return True
         return False
 
@@ -71,7 +71,7 @@ class Simulator:
         proto = PROTO_NUMBERS.get(flow.protocol, 0)
         port = flow.port if proto in PORTED else 0
         identity = peer.identity if peer else WORLD_IDENTITY
-        return self.policy_allows(ep.ep_id, direction, identity, proto, port)
+        return self.policy_allows(ep.subject, direction, identity, proto, port)
 
 
 def verdict(desired: Desired, ifindex: int, direction: int, flow: Flow) -> bool:

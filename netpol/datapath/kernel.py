@@ -26,7 +26,7 @@ class KernelDatapath:
         self.service_enforcement = self._hook_services(service_mark)
         self._current = sync.read_current(self.programs)
         self._reader: DropReader | None = None
-        self._synced_ipcache: dict | None = None  # the compiler hands out a new dict only on change
+        self._compare_all = False  # after a failed sync: diff everything once, not just the changes
 
     def _hook_services(self, mark: int) -> str:
         """Link the post-DNAT check and tell from_pod to defer to it; or, where it cannot be
@@ -51,15 +51,17 @@ class KernelDatapath:
         return self._current
 
     def sync(self, desired: Desired) -> sync.SyncStats:
-        self._synced_ipcache, unchanged = None, desired.ipcache is self._synced_ipcache
+        if self._compare_all:
+            desired.policy_changes = desired.ipcache_changes = None
         try:
-            stats = sync.apply(self.programs, self._current, desired, ipcache_unchanged=unchanged)
+            stats = sync.apply(self.programs, self._current, desired)
         except BaseException:
+            self._compare_all = True
             sync.bump_generation(self.programs)  # even a partial change must not keep old verdicts
             raise
+        self._compare_all = False
         if stats.added or stats.updated or stats.removed:
             sync.bump_generation(self.programs)
-        self._synced_ipcache = desired.ipcache
         return stats
 
     def ifindex(self, interface: str) -> int:

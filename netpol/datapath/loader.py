@@ -66,6 +66,52 @@ def ensure_bpffs(pin_dir: str) -> None:
     os.makedirs(pin_dir, mode=0o700, exist_ok=True)
 
 
+# Pinned maps whose layout a build may change: pin name -> (key, value) mirror (maps.h).
+PINNED_LAYOUTS = {"endpoints": (ct.c_uint32, m.EndpointInfo), "ipcache": (m.IpcacheKey, m.IpcacheValue),
+                  "policy": (m.PolicyKeyC, m.PolicyValue), "ct": (m.CtKey, m.CtValue),
+                  "config": (ct.c_uint32, m.Config), "ep_ids": (ct.c_uint32, m.EpRef),
+                  "services": (m.ServiceKey, m.ServiceValue), "service_config": (ct.c_uint32, m.ServiceConfig)}
+_SYS_BPF, _BPF_OBJ_GET, _BPF_OBJ_GET_INFO_BY_FD = 321, 7, 15
+
+
+def pinned_sizes(path: str) -> tuple[int, int] | None:
+    """(key size, value size) of the map pinned at ``path``, None if nothing is pinned there."""
+    if not os.path.exists(path):
+        return None
+    libc = ct.CDLL(None, use_errno=True)
+    name = ct.create_string_buffer(path.encode())
+    attr = (ct.c_uint8 * 16)()
+    ct.memmove(attr, ct.byref(ct.c_uint64(ct.addressof(name))), 8)
+    fd = libc.syscall(_SYS_BPF, _BPF_OBJ_GET, attr, 16)
+    if fd < 0:
+        raise DatapathError(f"cannot open the pinned map {path}: {os.strerror(ct.get_errno())}")
+    try:
+        info = (ct.c_uint8 * 80)()
+        attr = (ct.c_uint8 * 16)()
+        ct.memmove(attr, ct.byref(ct.c_uint32(fd)), 4)
+        ct.memmove(ct.byref(attr, 4), ct.byref(ct.c_uint32(len(info))), 4)
+        ct.memmove(ct.byref(attr, 8), ct.byref(ct.c_uint64(ct.addressof(info))), 8)
+        if libc.syscall(_SYS_BPF, _BPF_OBJ_GET_INFO_BY_FD, attr, 16) != 0:
+            raise DatapathError(f"cannot read the pinned map {path}: {os.strerror(ct.get_errno())}")
+        raw = bytes(info)  # struct bpf_map_info: type, id, key_size, value_size, ...
+        return int.from_bytes(raw[8:12], "little"), int.from_bytes(raw[12:16], "little")
+    finally:
+        os.close(fd)
+
+
+def check_pinned_layouts(pin_dir: str) -> None:
+    """Maps pinned by a build with other layouts would be reused as they are, and the programs
+    then fail the verifier with a bare EACCES: say what is wrong and what to do instead."""
+    for name, (key, value) in PINNED_LAYOUTS.items():
+        found = pinned_sizes(os.path.join(pin_dir, name))
+        if found is not None and found != (ct.sizeof(key), ct.sizeof(value)):
+            raise DatapathError(
+                f"the map pinned at {os.path.join(pin_dir, name)} has another layout (key {found[0]}, value "
+                f"{found[1]} bytes; this build: {ct.sizeof(key)}, {ct.sizeof(value)}): it was left by an older "
+                f"podwire-netpol; run `podwire-netpol teardown` (it detaches the programs and unpins the maps) "
+                f"and start the agent again")
+
+
 class Programs:
     """The loaded programs and typed handles on their (pinned) maps."""
 
@@ -73,6 +119,7 @@ class Programs:
         from bcc import BPF  # deferred: importing bcc costs ~0.4 s
 
         ensure_bpffs(pin_dir)
+        check_pinned_layouts(pin_dir)
         self.pin_dir = pin_dir
         self.nf_fd = -1
         self.nf_error = ""

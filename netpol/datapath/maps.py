@@ -21,7 +21,7 @@ U8, U16, U32, U64 = ct.c_uint8, ct.c_uint16, ct.c_uint32, ct.c_uint64
 
 
 class EndpointInfo(ct.Structure):  # must be in sync with struct endpoint_info
-    _fields_ = [("ep_id", U32), ("flags", U32)]
+    _fields_ = [("ep_id", U32), ("flags", U32), ("subject", U32)]
 
 
 class IpcacheKey(ct.Structure):  # must be in sync with struct ipcache_key
@@ -33,7 +33,7 @@ class IpcacheValue(ct.Structure):  # must be in sync with struct ipcache_value
 
 
 class PolicyKeyC(ct.Structure):  # must be in sync with struct policy_key (big-endian data)
-    _fields_ = [("prefixlen", U32), ("ep_id", U32), ("dir", U8), ("pad1", U8 * 3),
+    _fields_ = [("prefixlen", U32), ("subject", U32), ("dir", U8), ("pad1", U8 * 3),
                 ("identity", U32), ("proto", U8), ("pad2", U8), ("dport", U16)]
 
 
@@ -74,7 +74,7 @@ class DropEventC(ct.Structure):  # must be in sync with struct drop_event
 
 
 class EpRef(ct.Structure):  # must be in sync with struct ep_ref
-    _fields_ = [("ifindex", U32), ("flags", U32)]
+    _fields_ = [("ifindex", U32), ("flags", U32), ("subject", U32)]
 
 
 class ServiceKey(ct.Structure):  # must be in sync with struct service_key
@@ -96,7 +96,7 @@ MIRRORS = {  # C struct name -> mirror, for the layout checks
     "ep_ref": EpRef, "service_key": ServiceKey, "service_value": ServiceValue, "service_config": ServiceConfig,
 }
 
-_POLICY_EXACT_BITS = 96  # ep_id, dir + pad1, identity
+_POLICY_EXACT_BITS = 96  # subject, dir + pad1, identity
 
 
 def mapped(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
@@ -146,12 +146,12 @@ def _l4_bits(prefixlen: int) -> int:
 
 def policy_key(key: PolicyKey) -> PolicyKeyC:
     assert 0 <= key.l4_bits <= L4_BITS
-    return PolicyKeyC(prefixlen=_trie_prefixlen(key.l4_bits), ep_id=socket.htonl(key.ep_id), dir=key.direction,
+    return PolicyKeyC(prefixlen=_trie_prefixlen(key.l4_bits), subject=socket.htonl(key.subject), dir=key.direction,
                       identity=socket.htonl(key.identity), proto=key.proto, dport=socket.htons(key.port))
 
 
 def policy_key_of(c: PolicyKeyC) -> PolicyKey:
-    return PolicyKey(socket.ntohl(c.ep_id), c.dir, socket.ntohl(c.identity), c.proto,
+    return PolicyKey(socket.ntohl(c.subject), c.dir, socket.ntohl(c.identity), c.proto,
                      socket.ntohs(c.dport), _l4_bits(c.prefixlen))
 
 
@@ -168,4 +168,4 @@ def frontend_of(key: ServiceKey) -> Frontend:
 
 
 def endpoint_info(entry: EndpointEntry) -> EndpointInfo:
-    return EndpointInfo(ep_id=entry.ep_id, flags=entry.flags)
+    return EndpointInfo(ep_id=entry.ep_id, flags=entry.flags, subject=entry.subject)

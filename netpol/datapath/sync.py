@@ -29,21 +29,22 @@ def read_current(programs) -> Desired:
     """What the pinned maps hold right now (after an agent restart, the truth)."""
     cur = Desired()
     for key, info in programs.endpoints.items():
-        cur.endpoints[key.value] = EndpointEntry(info.ep_id, info.flags)
+        cur.endpoints[key.value] = EndpointEntry(info.ep_id, info.flags, info.subject)
     for key, value in programs.ipcache.items():
         cur.ipcache[m.ipcache_net(key)] = IpcacheEntry(value.identity, value.ep_id)
     for key, value in programs.policy.items():
         cur.policy[m.policy_key_of(key)] = value.cookie
     for key, ref in programs.ep_ids.items():
-        cur.ep_ids[key.value] = (ref.ifindex, ref.flags)
+        cur.ep_ids[key.value] = (ref.ifindex, ref.flags, ref.subject)
     cur.services = frozenset(m.frontend_of(key) for key, _ in programs.services.items())
     return cur
 
 
-def apply(programs, current: Desired, desired: Desired, ipcache_unchanged: bool = False) -> SyncStats:
+def apply(programs, current: Desired, desired: Desired) -> SyncStats:
     """Write the difference; ``current`` is updated entry by entry, so after a
     failure it still describes the maps exactly.  With ``desired.policy_changes``
-    only those keys are compared (the compiler knows nothing else moved)."""
+    and ``desired.ipcache_changes`` only those keys are compared (the compiler
+    knows nothing else moved): a pod add is one ipcache write, not a scan."""
     stats = SyncStats()
     candidates = desired.policy if desired.policy_changes is None else desired.policy_changes
     for key in candidates:
@@ -53,18 +54,20 @@ def apply(programs, current: Desired, desired: Desired, ipcache_unchanged: bool 
             stats.added += key not in current.policy
             stats.updated += key in current.policy
             current.policy[key] = cookie
-    for net, entry in () if ipcache_unchanged else desired.ipcache.items():
-        if current.ipcache.get(net) != entry:
+    ip_candidates = desired.ipcache if desired.ipcache_changes is None else desired.ipcache_changes
+    for net in ip_candidates:
+        entry = desired.ipcache.get(net)
+        if entry is not None and current.ipcache.get(net) != entry:
             programs.ipcache.update(m.ipcache_key(net), m.ipcache_value(entry))
             current.ipcache[net] = entry
             stats.updated += 1
     known_ids = {e.ep_id for e in current.endpoints.values()}
     # pw_ep_ids before pw_endpoints: once from_pod defers a pod's packet, the netfilter
     # program must find the pod by id.
-    ep_ids = {ep.ep_id: (ifindex, ep.flags) for ifindex, ep in desired.endpoints.items()}
+    ep_ids = {ep.ep_id: (ifindex, ep.flags, ep.subject) for ifindex, ep in desired.endpoints.items()}
     for ep_id, ref in ep_ids.items():
         if current.ep_ids.get(ep_id) != ref:
-            programs.ep_ids.update(ct.c_uint32(ep_id), m.EpRef(ifindex=ref[0], flags=ref[1]))
+            programs.ep_ids.update(ct.c_uint32(ep_id), m.EpRef(ifindex=ref[0], flags=ref[1], subject=ref[2]))
             current.ep_ids[ep_id] = ref
             stats.updated += 1
     for ifindex, ep in desired.endpoints.items():
@@ -78,7 +81,8 @@ def apply(programs, current: Desired, desired: Desired, ipcache_unchanged: bool 
         programs.endpoints.delete(ct.c_uint32(ifindex))
         del current.endpoints[ifindex]
         stats.removed += 1
-    for net in [] if ipcache_unchanged else [n for n in current.ipcache if n not in desired.ipcache]:
+    ip_stale = current.ipcache if desired.ipcache_changes is None else desired.ipcache_changes
+    for net in [n for n in ip_stale if n not in desired.ipcache and n in current.ipcache]:
         programs.ipcache.delete(m.ipcache_key(net))
         del current.ipcache[net]
         stats.removed += 1

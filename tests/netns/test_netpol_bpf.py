@@ -68,12 +68,12 @@ class Harness:
         sync.bump_generation(self.p)  # as KernelDatapath.sync does: cached verdicts are stale now
 
     def basic(self, a_flags=0, b_flags=0, policy=None) -> None:
-        """A (ep 1) and B (ep 2) with v4+v6 addresses; X is outside."""
+        """A (ep 1, subject 1) and B (ep 2, subject 2) with v4+v6 addresses; X is outside."""
         ipc = {ipaddress.ip_network(n): e for n, e in (
             (A4 + "/32", IpcacheEntry(300, 1)), (B4 + "/32", IpcacheEntry(301, 2)),
             (A6 + "/128", IpcacheEntry(302, 1)), (B6 + "/128", IpcacheEntry(303, 2)),
             ("192.0.2.0/24", IpcacheEntry(400, 0)))}
-        self.load(Desired({self.a: EndpointEntry(1, a_flags), self.b: EndpointEntry(2, b_flags)}, ipc,
+        self.load(Desired({self.a: EndpointEntry(1, a_flags, 1), self.b: EndpointEntry(2, b_flags, 2)}, ipc,
                           dict(policy or {})))
 
     def to_pod(self, ifindex: int, data: bytes, ingress_ifindex: int = 999) -> int:
@@ -205,7 +205,7 @@ def test_node_traffic_and_self_hairpin_are_exempt(bpf):
 
 def test_unknown_endpoints_fail_closed_and_control_traffic_passes(bpf):
     bpf.basic(a_flags=3, b_flags=0)
-    bpf.load(Desired({bpf.a: EndpointEntry(1, 3)}, dict(bpf.current.ipcache), {}))
+    bpf.load(Desired({bpf.a: EndpointEntry(1, 3, 1)}, dict(bpf.current.ipcache), {}))
     assert bpf.to_pod(bpf.b, frame(A4, B4, "TCP", port(), 80)) == TC_ACT_SHOT
     assert bpf.last_drop().reason == reasons.DROP_UNKNOWN_ENDPOINT
     assert bpf.to_pod(bpf.a, arp()) == TC_ACT_OK
@@ -303,3 +303,77 @@ def test_attach_replace_and_teardown(tmp_path):
 def remove_pins_quietly(pin_dir: str) -> None:
     from netpol.datapath.loader import remove_pins
     remove_pins(pin_dir)
+
+
+# -- identities: the ipcache (pod address -> shared class identity) and the LPM over ipBlock prefixes --
+
+def test_pods_sharing_an_identity_share_one_allow_entry_and_a_new_one_costs_a_cache_entry(bpf):
+    """B admits identity 300 on TCP 80.  A and a third address C get 300 (pods alike to every
+    policy); D has its own.  Adding C to the ipcache is all it takes: pw_policy is untouched."""
+    c4, d4 = "10.77.0.3", "10.77.0.4"
+    bpf.basic(b_flags=1, policy=allow(2, DIR_INGRESS, 300, 6, 80, 24))
+    policy_before = dict(bpf.current.policy)
+    assert bpf.to_pod(bpf.b, frame(c4, B4, "TCP", port(), 80)) == TC_ACT_SHOT  # unknown: world
+    ipc = dict(bpf.current.ipcache)
+    ipc[ipaddress.ip_network(c4 + "/32")] = IpcacheEntry(300, 0)
+    ipc[ipaddress.ip_network(d4 + "/32")] = IpcacheEntry(310, 0)
+    bpf.load(Desired(dict(bpf.current.endpoints), ipc, policy_before))
+    assert bpf.current.policy == policy_before
+    got = {src: bpf.to_pod(bpf.b, frame(src, B4, "TCP", port(), 80)) for src in (A4, c4, d4)}
+    assert got == {A4: TC_ACT_OK, c4: TC_ACT_OK, d4: TC_ACT_SHOT}
+    assert bpf.last_drop().identity == 310
+
+
+def test_the_longest_prefix_decides_and_a_pod_address_inside_a_prefix_keeps_its_class(bpf):
+    """ipBlock 10.88.0.0/16 except 10.88.1.0/24 -> identities 500 (/16) and 501 (/24), with
+    10.88.1.128/25 (502, another policy's cidr) inside the except; pod address 10.88.0.9/32 has
+    its class identity 503 (its region, /16, is part of its class).  B admits 500, 502 and 503."""
+    nets = {"10.88.0.0/16": IpcacheEntry(500, 0), "10.88.1.0/24": IpcacheEntry(501, 0),
+            "10.88.1.128/25": IpcacheEntry(502, 0), "10.88.0.9/32": IpcacheEntry(503, 0)}
+    bpf.basic(b_flags=1, policy={**allow(2, DIR_INGRESS, 500, 6, 80, 24), **allow(2, DIR_INGRESS, 502, 6, 80, 24),
+                                 **allow(2, DIR_INGRESS, 503, 6, 80, 24)})
+    ipc = dict(bpf.current.ipcache)
+    ipc.update({ipaddress.ip_network(n): e for n, e in nets.items()})
+    bpf.load(Desired(dict(bpf.current.endpoints), ipc, dict(bpf.current.policy)))
+    cases = {"10.88.0.1": (TC_ACT_OK, 500), "10.88.200.1": (TC_ACT_OK, 500), "10.88.1.1": (TC_ACT_SHOT, 501),
+             "10.88.1.200": (TC_ACT_OK, 502), "10.88.0.9": (TC_ACT_OK, 503), "10.89.0.1": (TC_ACT_SHOT, 1)}
+    for src, (verdict, identity) in cases.items():
+        assert bpf.to_pod(bpf.b, frame(src, B4, "TCP", port(), 80)) == verdict, src
+        if verdict == TC_ACT_SHOT:
+            assert bpf.last_drop().identity == identity, src
+
+
+def test_endpoints_with_the_same_subject_share_allow_entries(bpf):
+    """Two endpoints (ep 1 and 2) with subject 7: one set of entries admits for both,
+    and the post-DNAT map pw_ep_ids carries the subject too."""
+    bpf.basic()
+    endpoints = {bpf.a: EndpointEntry(1, 1, 7), bpf.b: EndpointEntry(2, 1, 7)}
+    bpf.load(Desired(endpoints, dict(bpf.current.ipcache), allow(7, DIR_INGRESS, 400, 6, 80, 24)))  # X: 192.0.2.0/24
+    assert bpf.to_pod(bpf.a, frame(X4, A4, "TCP", port(), 80)) == TC_ACT_OK
+    assert bpf.to_pod(bpf.b, frame(X4, B4, "TCP", port(), 80)) == TC_ACT_OK
+    assert bpf.to_pod(bpf.b, frame(X4, B4, "TCP", port(), 81)) == TC_ACT_SHOT
+    assert bpf.p.ep_ids.lookup(ct.c_uint32(2)).subject == 7
+
+
+def test_maps_pinned_by_an_older_layout_are_named_with_the_way_out(tmp_path):
+    """A pw_endpoints pinned with the old 8-byte value (before subjects): loading says teardown,
+    instead of the verifier's bare EACCES."""
+    from netpol.datapath.loader import Programs, pinned_sizes, remove_pins
+    from netpol.errors import DatapathError
+
+    pin_dir = f"/sys/fs/bpf/pwtest-{uuid.uuid4().hex[:8]}"
+    libc = ct.CDLL(None, use_errno=True)
+    create = (ct.c_uint32 * 5)(1, 4, 8, 16, 0)  # BPF_MAP_TYPE_HASH, key 4, value 8, 16 entries
+    fd = libc.syscall(321, 0, create, ct.sizeof(create))
+    assert fd >= 0, os.strerror(ct.get_errno())
+    try:
+        os.makedirs(pin_dir)
+        path = ct.create_string_buffer(f"{pin_dir}/endpoints".encode())
+        attr = (ct.c_uint64 * 2)(ct.addressof(path), fd)
+        assert libc.syscall(321, 6, attr, ct.sizeof(attr)) == 0, os.strerror(ct.get_errno())  # BPF_OBJ_PIN
+        assert pinned_sizes(f"{pin_dir}/endpoints") == (4, 8)
+        with pytest.raises(DatapathError, match="teardown"):
+            Programs(pin_dir)
+    finally:
+        os.close(fd)
+        remove_pins(pin_dir)

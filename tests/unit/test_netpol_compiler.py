@@ -139,7 +139,7 @@ def test_only_local_pods_get_endpoints_and_entries():
     attachments = {"x/a": ATTACH["x/a"]}
     _, desired = compile_case(CASES["allow-same-namespace"](IPS), attachments)
     assert list(desired.endpoints) == [ATTACH["x/a"].ifindex]
-    assert {k.ep_id for k in desired.policy} == {ATTACH["x/a"].ep_id}
+    assert {k.subject for k in desired.policy} == {desired.endpoints[ATTACH["x/a"].ifindex].subject}
     owners = {e.ep_id for e in desired.ipcache.values()}
     assert owners == {0, ATTACH["x/a"].ep_id}
 
@@ -164,12 +164,15 @@ def test_policy_key_is_hashable_tuple():
     assert key == (1, 0, 300, 6, 80, 24) and parse_manifest("").policies == []
 
 
-def canonical(desired):
-    """Desired with identity numbers replaced by the prefixes they stand for."""
-    prefix_of = {e.identity: net for net, e in desired.ipcache.items()}
-    policy = {(k.ep_id, k.direction, prefix_of.get(k.identity, k.identity), k.proto, k.port, k.l4_bits): c
-              for k, c in desired.policy.items()}
-    return desired.endpoints, {n: e.ep_id for n, e in desired.ipcache.items()}, policy
+def canonical(desired, compiler):
+    """Desired with identity and subject numbers replaced by what they stand for."""
+    names = compiler.names()
+    ident, subj = names["identity"], names["subject"]
+    live = {e.subject for e in desired.endpoints.values()}  # idle subjects' entries: a rebuild has none
+    policy = {(subj[k.subject], k.direction, ident.get(k.identity, k.identity), k.proto, k.port, k.l4_bits): c
+              for k, c in desired.policy.items() if k.subject in live}
+    endpoints = {i: (e.ep_id, e.flags, subj[e.subject]) for i, e in desired.endpoints.items()}
+    return endpoints, {n: (ident[e.identity], e.ep_id) for n, e in desired.ipcache.items()}, policy
 
 
 def test_incremental_compiler_always_equals_a_fresh_compile():
@@ -190,5 +193,5 @@ def test_incremental_compiler_always_equals_a_fresh_compile():
         cookies = {p.key: n + 1 for n, p in enumerate(w.policies)}
         attachments = {k: a for k, a in ATTACH.items() if k != "z/c"}
         incremental = compiler.compile(w, attachments, cookies)
-        fresh = compile_world(w, attachments, cookies, IdentityAllocator())
-        assert canonical(incremental) == canonical(fresh), i
+        rebuild = Compiler(IdentityAllocator())
+        assert canonical(incremental, compiler) == canonical(rebuild.compile(w, attachments, cookies), rebuild), i

@@ -23,10 +23,13 @@
 /* pw_endpoints: host veth ifindex -> the pod behind it. */
 struct endpoint_info {
 	__u32 ep_id;
-	__u32 flags; /* ISOLATE_* */
+	__u32 flags;   /* ISOLATE_* */
+	__u32 subject; /* its allow entries' key: endpoints with the same labels share them */
 };
 
-/* pw_ipcache: longest-prefix match on an address -> identity.
+/* pw_ipcache: longest-prefix match on an address -> identity: a pod address (/32, /128)
+ * -> its class identity (shared by pods alike to every policy), an ipBlock prefix -> its
+ * CIDR identity (netpol/compiler/identities.py).
  * IPv4 is stored IPv4-mapped (::ffff:a.b.c.d/96+len), so one trie serves both families. */
 struct ipcache_key {
 	__u32 prefixlen;
@@ -39,12 +42,12 @@ struct ipcache_value {
 };
 
 /* pw_policy: allow entries.  The data is big-endian so trie prefixes run
- * left to right: ep_id, dir, identity (exact: 96 bits), then protocol (104),
+ * left to right: subject, dir, identity (exact: 96 bits), then protocol (104),
  * then the port by prefix (112 + k bits; pad2 is always 0).  Ranges become
  * several prefixes, so one lookup answers "is (peer, proto, port) allowed". */
 struct policy_key {
 	__u32 prefixlen;
-	__be32 ep_id;
+	__be32 subject;
 	__u8 dir;
 	__u8 pad1[3];
 	__be32 identity;
@@ -108,6 +111,7 @@ struct event_budget {
 struct ep_ref {
 	__u32 ifindex;
 	__u32 flags; /* ISOLATE_* */
+	__u32 subject;
 };
 
 /* pw_services: the Service frontends kube-proxy DNATs.  from_pod defers the egress

@@ -25,14 +25,14 @@ static __always_inline struct ipcache_value *ipcache_lookup(const __u8 *addr)
 	return pw_ipcache.lookup(&k);
 }
 
-static __always_inline struct policy_value *policy_lookup(__u32 ep_id, __u8 dir, __u32 identity,
+static __always_inline struct policy_value *policy_lookup(__u32 subject, __u8 dir, __u32 identity,
 							  __u8 proto, __u16 dport)
 {
 	struct policy_key k = {};
 	struct policy_value *v;
 
 	k.prefixlen = 128;
-	k.ep_id = bpf_htonl(ep_id);
+	k.subject = bpf_htonl(subject);
 	k.dir = dir;
 	k.identity = bpf_htonl(identity);
 	k.proto = proto;
@@ -101,7 +101,7 @@ static __always_inline int pw_verdict(const struct meta *m, const struct endpoin
 		if (dir == DIR_EGRESS && peer && peer->ep_id == ep->ep_id) {
 			reason = FWD_SELF; /* hairpin out; it comes back through the ingress check */
 		} else {
-			allow = policy_lookup(ep->ep_id, dir, peer ? peer->identity : WORLD_IDENTITY, f->t.proto,
+			allow = policy_lookup(ep->subject, dir, peer ? peer->identity : WORLD_IDENTITY, f->t.proto,
 					      f->t.dport);
 			if (!allow)
 				return pw_drop(m, ep->ep_id, dir, f, peer ? peer->identity : WORLD_IDENTITY,
