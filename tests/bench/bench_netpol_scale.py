@@ -84,6 +84,18 @@ def register_local(agent, i: int, labels: tuple = ()) -> float:
         subprocess.run(["ip", "link", "del", host], capture_output=True)
 
 
+def runp_row() -> list[tuple[str, ...]]:
+    """The through-the-CRI figure bench_node.py --netpol-rules recorded (netpol_runp.md), carried over."""
+    try:
+        with open(os.path.join(RESULTS, "netpol_runp.md")) as f:
+            line = next(x for x in f if x.startswith("| RunPodSandbox,"))
+    except (OSError, StopIteration):
+        return []
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    return [("RunPodSandbox through the CRI, 3 daemons up, median (bench_node.py --netpol-rules: netpol_runp.md)",
+             f"{cells[1]} ms", f"{cells[2]} ms", cells[3].replace("×", "x"), "<= 1.1x")]
+
+
 def change_latency(agent, changes: int) -> list[float]:
     """Revoke/restore the rule admitting 10.99.1.1 -> server on UDP 5303 (its only rule); verify by test run."""
     from netpol.datapath.testrun import TC_ACT_SHOT, run
@@ -224,6 +236,7 @@ def main() -> int:
          f"{full / base:.2f}x", "<= 1.2x"),
         ("RSS growth per 1,000 pods / per 1,000 rules", "-", f"{per_kpods:.2f} / {per_krules:.2f} MiB", "-", "-"),
         ("restart with 10k rules + 1,000 pods: compile before serving", "-", f"{restart:.2f} s", "-", "-"),
+        *runp_row(),
     ]
     table = "\n".join(["| figure | no rules | 10k rules | ratio | goal |", "| --- | --- | --- | --- | --- |",
                        *("| " + " | ".join(r) + " |" for r in rows)])

@@ -20,6 +20,14 @@ Measured in one run, the two stacks interleaved (one pod or container on each in
     each: podwire-netpol + podwire-cnid (and its namespace broker) + podwire-cri + conmons,
     against containerd + its shims.
 
+With --netpol-rules N (issue 16), podwire only, against itself: RunPodSandbox and Stop +
+RemovePodSandbox of pods the policies select (namespace bench, role server / client) with no
+policies vs with bench_netpol.py's manifest (2 policies x N ipBlock rules) applied through the
+agent's client.  Rounds alternate (ABBA: none, rules, rules, none, ...); a rules round applies the
+manifest first and deletes it after, so each one's first server and first client pod are the
+first the policies isolate (they write the policies' allow entries for their subject) and are
+reported apart from the median of the round's later pods.  Writes tests/bench/results/netpol_runp.md.
+
 Benchmarks print ratio tables of side-by-side medians; nothing here asserts a time.  Writes
 tests/bench/results/node.md.
 """
@@ -170,6 +178,127 @@ def measure(stacks: dict, image: str, work: str, opts) -> dict:
     return res
 
 
+# --- --netpol-rules: RunPodSandbox with and without the policies (issue 16) -------------------
+
+NETPOL_GOAL = 1.1
+ROLES = ("server", "client")   # bench_netpol's policies: rules-in selects role=server, rules-out role=client
+
+
+def _selected_pod(log_dir: str, role: str) -> api.PodSandboxConfig:
+    cfg = pod_config(log_dir)    # namespace "bench", as the manifest's
+    cfg.labels["role"] = role
+    return cfg
+
+
+def _isolated(agent, names: set[str]) -> int:
+    """How many of these pods the agent holds isolated (ingress for servers, egress for clients)."""
+    eps = [e for e in agent.endpoints() if e.namespace == "bench" and e.name in names]
+    return sum(1 for e in eps if e.interface and (e.ingress_isolated if e.labels.get("role") == "server"
+                                                  else e.egress_isolated))
+
+
+def measure_netpol(pw: "PodwireNode", work: str, opts) -> dict:
+    from bench_netpol import rules_manifest
+    manifest = rules_manifest(opts.netpol_rules)
+    c, agent, log_dir = pw.client(), pw.agent.client, os.path.join(work, "logs-netpol")
+    res: dict = {cond: {"run": [], "stop": [], "first": {r: [] for r in ROLES}, "isolated": 0, "pods": 0,
+                        "apply": [], "delete": []} for cond in ("none", "rules")}
+
+    def rpc(samples: list, fn, req, timeout: float = 300):
+        t0 = time.perf_counter()
+        out = fn(req, timeout=timeout)
+        samples.append((time.perf_counter() - t0) * 1000)
+        return out
+
+    for role in ROLES * 2:                                    # warm-up, no policies
+        pod = c.rt.RunPodSandbox(api.RunPodSandboxRequest(config=_selected_pod(log_dir, role)),
+                                 timeout=300).pod_sandbox_id
+        c.rt.StopPodSandbox(api.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=120)
+        c.rt.RemovePodSandbox(api.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=120)
+    order = [cond for i in range(opts.rounds) for cond in (("none", "rules") if i % 2 == 0 else ("rules", "none"))]
+    for n, cond in enumerate(order, 1):
+        r = res[cond]
+        if cond == "rules":
+            t0 = time.perf_counter()
+            agent.apply(manifest)
+            r["apply"].append(time.perf_counter() - t0)
+        time.sleep(opts.settle)                               # before every round, either condition
+        pods, names = [], set()
+        for i in range(opts.round_pods):
+            role = ROLES[i % 2]
+            cfg = _selected_pod(log_dir, role)
+            names.add(cfg.metadata.name)
+            samples = r["first"][role] if i < len(ROLES) else r["run"]
+            pods.append(rpc(samples, c.rt.RunPodSandbox, api.RunPodSandboxRequest(config=cfg)).pod_sandbox_id)
+        r["isolated"] += _isolated(agent, names)
+        r["pods"] += len(pods)
+        for pod in pods:
+            t0 = time.perf_counter()
+            c.rt.StopPodSandbox(api.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=120)
+            c.rt.RemovePodSandbox(api.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=120)
+            r["stop"].append((time.perf_counter() - t0) * 1000)
+        if cond == "rules":
+            t0 = time.perf_counter()
+            agent.delete("bench", ("rules-in", "rules-out"))
+            r["delete"].append(time.perf_counter() - t0)
+        med = statistics.median
+        print(f"round {n}/{len(order)} ({cond}): RunPodSandbox first {r['first']['server'][-1]:.0f} / "
+              f"{r['first']['client'][-1]:.0f} ms, later median {med(r['run'][-(opts.round_pods - 2):]):.0f} ms; "
+              f"Stop+Remove median {med(r['stop'][-len(pods):]):.0f} ms", flush=True)
+    return res
+
+
+def netpol_table(res: dict, opts) -> str:
+    med = statistics.median
+    none, rules = res["none"], res["rules"]
+    n = f"{opts.netpol_rules:,}"
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+
+    def row(label: str, a: list, b: list, goal: float = 0.0) -> str:
+        x, y = med(a), med(b)
+        note = f"≤ {goal}× ({_verdict(y / x, goal)})" if goal else "-"
+        return f"| {label} | {x:.1f} | {y:.1f} | {y / x:.2f}× | {note} |"
+
+    def spread(v: list) -> str:
+        q = statistics.quantiles(v, n=4)
+        return f"{q[0]:.0f}–{q[2]:.0f}"
+
+    extra = {r: med(rules["first"][r]) - med(rules["run"]) for r in ROLES}
+    lines = [f"# RunPodSandbox with and without 2 × {n} rules: podwire-netpol + podwire-cnid + podwire-cri, "
+             f"through the CRI, {stamp}", "",
+             f"`tests/bench/bench_node.py --netpol-rules {opts.netpol_rules}` (issue 16's first goal).  One stack "
+             "against itself, as a node runs it (the installed conflist via podwire-cnid and the agent's CNI hook, "
+             "runtime state on tmpfs); pods in namespace `bench` labelled `role: server` / `role: client`, which "
+             f"bench_netpol.py's manifest selects (2 policies × {n} ipBlock rules, their own pod rule last; applied "
+             f"as YAML through the agent's client).  {opts.rounds} rounds per condition, interleaved ABBA; each "
+             f"round starts {opts.round_pods} pods (server, client, ...) one after the other, keeps them up, then "
+             "stops and removes them; a rules round applies the manifest before (then waits "
+             f"{opts.settle:g} s, as a round without does) and deletes it after, so its first server and first "
+             "client pod are the first the policies isolate and are reported apart.  Load average at the end: "
+             f"{os.getloadavg()[0]:.1f}.", "",
+             f"| figure (ms, medians) | no policies | 2 × {n} rules | ratio | goal |", "|---|---|---|---|---|",
+             row(f"RunPodSandbox, selected pods after the first of each role ({len(rules['run'])} per condition)",
+                 none["run"], rules["run"], NETPOL_GOAL),
+             row(f"StopPodSandbox + RemovePodSandbox ({len(rules['stop'])} per condition)", none["stop"],
+                 rules["stop"]),
+             row(f"first pod after the policies were applied: server (ingress isolated; {len(rules['first']['server'])}"
+                 " rounds)", none["first"]["server"], rules["first"]["server"]),
+             row(f"first pod after the policies were applied: client (egress isolated; {len(rules['first']['client'])}"
+                 " rounds)", none["first"]["client"], rules["first"]["client"]),
+             "",
+             f"- The first pod of each role with the rules costs {extra['server']:.0f} ms (server) and "
+             f"{extra['client']:.0f} ms (client) more than the later pods' median: it writes its subject's allow "
+             "entries (one per rule; netpol_scale.md's in-process figure: 127 ms).  In the rounds without policies "
+             "the first pods are the first after the pause, for a like-for-like column.",
+             f"- RunPodSandbox interquartile range: {spread(none['run'])} ms without, {spread(rules['run'])} ms "
+             f"with; Stop + Remove: {spread(none['stop'])} / {spread(rules['stop'])} ms.",
+             f"- Pods the agent held isolated when their round's pods were up: {none['isolated']} of {none['pods']} "
+             f"without policies, {rules['isolated']} of {rules['pods']} with them.",
+             f"- Applying the manifest (YAML, the client's ApplyPolicies): median {med(rules['apply']):.2f} s; "
+             f"deleting it: {med(rules['delete']):.2f} s (outside the pod figures)."]
+    return "\n".join(lines) + "\n"
+
+
 def _verdict(ratio: float, goal: float) -> str:
     return "met" if ratio <= goal else f"missed by {(ratio / goal - 1) * 100:.0f}%"
 
@@ -218,22 +347,44 @@ def main() -> int:
     parser.add_argument("--shape", choices=("installed", "minimal"), default="installed",
                         help="installed: both conflists as installed (ipMasq, IPv4 + IPv6); minimal: "
                              "IPv4 only, no ipMasq, on both sides")
-    parser.add_argument("--output", default="", help="default tests/bench/results/node[-minimal].md")
+    parser.add_argument("--netpol-rules", type=int, default=0, metavar="N",
+                        help="podwire only: RunPodSandbox of pods the policies select, without vs with "
+                             "bench_netpol.py's 2 x N-rule manifest (writes netpol_runp.md)")
+    parser.add_argument("--rounds", type=int, default=4, help="--netpol-rules: rounds per condition")
+    parser.add_argument("--round-pods", type=int, default=6, help="--netpol-rules: pods per round (>= 3)")
+    parser.add_argument("--settle", type=float, default=2.0, help="--netpol-rules: seconds before each round")
+    parser.add_argument("--output", default="", help="default tests/bench/results/node[-minimal].md "
+                                                     "(--netpol-rules: netpol_runp.md)")
     opts = parser.parse_args()
-    opts.output = opts.output or os.path.join(RESULTS, "node.md" if opts.shape == "installed"
-                                              else f"node-{opts.shape}.md")
-    if os.geteuid() != 0 or not shutil.which("containerd") or not shutil.which("runc"):
-        print("bench_node: needs root, containerd and runc; skipped")
+    netpol = opts.netpol_rules > 0
+    if netpol and opts.round_pods < len(ROLES) + 1:
+        parser.error(f"--round-pods must be at least {len(ROLES) + 1}")
+    opts.output = opts.output or os.path.join(RESULTS, "netpol_runp.md" if netpol else
+                                              "node.md" if opts.shape == "installed" else f"node-{opts.shape}.md")
+    if os.geteuid() != 0 or not shutil.which("runc") or not (netpol or shutil.which("containerd")):
+        print("bench_node: needs root, containerd and runc (--netpol-rules: root and runc); skipped")
         return 0
     work = tempfile.mkdtemp(prefix="pw-node-bench-")
     run = tempfile.mkdtemp(prefix="pw-node-bench-", dir="/run")   # tmpfs, as on a node
     new_cgroups = [p for p in (bench_cri.PODWIRE_CGROUP_PARENT, bench_cri.CONTAINERD_CGROUP_PARENT)
                    if not bench_cri._cgroup_exists(p)]
-    registry = LocalRegistry(os.path.join(work, "registry"), os.path.join(work, "registry-storage")).start()
+    registry = None
     pw, cd = PodwireNode(work, run), Containerd(work, run)
     bridges: list[str] = []
     started: list = []
     try:
+        if netpol:   # no image: podwire's sandboxes have no pause container
+            started.append(pw)
+            pw.start_daemons()
+            pw_conf, _, bin_dir, bridges = networks(work, pw.agent.cni_socket, opts.shape)
+            pw.start(pw_conf, bin_dir)
+            text = netpol_table(measure_netpol(pw, work, opts), opts)
+            print(text)
+            os.makedirs(os.path.dirname(opts.output), exist_ok=True)
+            with open(opts.output, "w") as f:
+                f.write(text)
+            return 0
+        registry = LocalRegistry(os.path.join(work, "registry"), os.path.join(work, "registry-storage")).start()
         os.makedirs(os.path.join(work, "layouts"))
         pusher = ImagePusher(registry.host, os.path.join(work, "layouts"))
         image = pusher.push("podwire-bench/busybox:1.0")
@@ -264,7 +415,8 @@ def main() -> int:
         bench_cri._cleanup(work, "")
         for parent in new_cgroups:
             remove_cgroup_tree(parent)
-        registry.stop()
+        if registry is not None:
+            registry.stop()
 
 
 if __name__ == "__main__":
