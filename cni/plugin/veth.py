@@ -139,15 +139,28 @@ def _retire(ctx: Context, reaper: LinkReaper, netns_path: str, host_name: str, i
             # Only our own pod end: its index is the host end's peer (IFLA_LINK).
             if pod is not None and pod["index"] == host.get("IFLA_LINK"):
                 with netlink.about(f"cannot retire pod interface {ifname!r}", f"in netns {netns_path}"):
-                    netlink.set_link(ns, pod["index"], ifname=name, up=False)
+                    _rename(ns, pod["index"], name, up=False)
     with netlink.host(ctx) as ipr, netlink.about(f"cannot retire host veth {host_name!r}"):
         try:
             # Not down: the pod end is, so this end has no carrier and carries nothing;
             # downing it costs the kernel another ~3 ms (qdisc deactivation, RCU wait).
-            netlink.set_link(ipr, host["index"], ifname=name, master=0)
+            _rename(ipr, host["index"], name, master=0)
         except netlink.NetlinkError as exc:
             if exc.code in netlink.GONE:
                 return True  # the netns went and took the pair with it
             raise
     reaper.defer(name)
     return True
+
+
+def _rename(ipr, index: int, name: str, **changes) -> None:
+    """Rename a link and apply ``changes`` in one request where the kernel allows renaming a
+    link that is up (6.2 and later); before that it answers EBUSY, so the link goes down first
+    and is renamed in a second request."""
+    try:
+        netlink.set_link(ipr, index, ifname=name, **changes)
+    except netlink.NetlinkError as exc:
+        if exc.code != errno.EBUSY:
+            raise
+        netlink.set_link(ipr, index, **{**changes, "up": False})
+        netlink.set_link(ipr, index, ifname=name)
