@@ -20,6 +20,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--cni-socket", default=paths.CNI_SOCKET)
     s.add_argument("--state-dir", default=paths.STATE_DIR)
     s.add_argument("--pin-dir", default=paths.PIN_DIR)
+    s.add_argument("--bpf-cache", default=None,
+                   help=f"compiled programs, reused across restarts (default {paths.BPF_CACHE_DIR}, or "
+                        f"$PODWIRE_NETPOL_BPF_CACHE)")
     s.add_argument("--service-mark", type=lambda v: int(v, 0), default=0x02000000,
                    help="skb mark bit tagging Service traffic whose egress check waits for kube-proxy's DNAT "
                         "(default 0x02000000; clear of kube-proxy's 0x4000/0x8000; 0 judges by the Service "
@@ -62,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("endpoints", help="pods the agent knows")
 
+    c = sub.add_parser("compile", help="compile the BPF programs for this kernel into the cache "
+                                       "(ahead of the agent's start; the agent compiles on a cold cache)")
+    c.add_argument("--bpf-cache", default=None, help=f"default {paths.BPF_CACHE_DIR}")
+
     t = sub.add_parser("teardown", help="detach the programs from every interface and unpin the maps "
                                         "(uninstall; the agent must be stopped)")
     t.add_argument("--pin-dir", default=paths.PIN_DIR)
@@ -81,6 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     if opts.command == "serve":
         from .agent.serve import serve
         return serve(opts)
+    if opts.command == "compile":
+        from .datapath.loader import compile_cache
+        from .errors import DatapathError
+        try:
+            path, compiled = compile_cache(opts.bpf_cache)
+        except DatapathError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"{'compiled' if compiled else 'up to date'}: {path}")
+        return 0
     if opts.command == "teardown":
         from .datapath.teardown import teardown
         for line in teardown(opts.pin_dir):

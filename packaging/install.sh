@@ -79,6 +79,7 @@ uninstall)
   if [ -e "$CONFLIST" ] && cmp -s "$CONFLIST" packaging/cni/10-podwire.conflist; then rm -f "$CONFLIST"; fi
   if [ -e "$CRI_TOML" ] && cmp -s "$CRI_TOML" packaging/cri/cri.toml; then rm -f "$CRI_TOML"; fi
   rm -rf "$DESTDIR$LIBDIR"
+  rm -rf "$DESTDIR/var/cache/podwire"   # compiled BPF programs: rebuilt by the next agent start
   echo "uninstall: removed podwire from $DESTDIR$CNI_BIN_DIR and $DESTDIR$LIBDIR"
   ;;
 *) echo "usage: $0 install|uninstall" >&2; exit 2 ;;

@@ -51,6 +51,24 @@ def tier_of(path) -> str | None:
     return rel[0] if len(rel) > 1 and rel[0] in TIERS else None
 
 
+def pytest_configure(config):
+    """One compile cache for the session's agents and loaders (netpol/datapath/objects.py): the
+    programs compile once, not per agent, and nothing lands in the host's /var/cache.  Tests of
+    the cache itself pass their own directories."""
+    if "PODWIRE_NETPOL_BPF_CACHE" not in os.environ:
+        import tempfile
+        os.environ["PODWIRE_NETPOL_BPF_CACHE"] = tempfile.mkdtemp(prefix="podwire-test-bpf-cache-")
+        config._podwire_bpf_cache = os.environ["PODWIRE_NETPOL_BPF_CACHE"]
+
+
+def pytest_unconfigure(config):
+    cache = getattr(config, "_podwire_bpf_cache", None)
+    if cache:
+        import shutil
+        shutil.rmtree(cache, ignore_errors=True)
+        del os.environ["PODWIRE_NETPOL_BPF_CACHE"]
+
+
 def pytest_collection_modifyitems(config, items):
     misplaced = []
     for item in items:

@@ -28,7 +28,8 @@ def serve(opts) -> int:
     sdnotify.claim()     # nothing it starts may see systemd's socket
 
     setup_logging(opts)
-    agent = Agent(KernelDatapath(opts.pin_dir, getattr(opts, "service_mark", 0x02000000)), Store(opts.state_dir))
+    agent = Agent(KernelDatapath(opts.pin_dir, getattr(opts, "service_mark", 0x02000000),
+                                 getattr(opts, "bpf_cache", None)), Store(opts.state_dir))
     metrics_server = _start_metrics(agent, getattr(opts, "metrics_address", ""))
     agent.start()
     remove_stale_socket(opts.socket)

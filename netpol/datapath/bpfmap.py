@@ -1,4 +1,4 @@
-"""Minimal typed access to a BPF map by fd (through libbcc's syscall wrappers).
+"""Minimal typed access to a BPF map by fd (bpf(2) through sysbpf.py: no bcc in the agent).
 
 bcc's own table classes are built from its parse of the C structs; we go
 through our ctypes mirrors instead, so the layout we write is the one
@@ -11,16 +11,14 @@ import errno
 import os
 from typing import Any, Iterator, Optional, Type
 
-from bcc.libbcc import lib
-from bcc.utils import get_possible_cpus
-
 from ..errors import DatapathError, ResourceExhausted
+from . import sysbpf
+from .sysbpf import MAP_DELETE_ELEM, MAP_GET_NEXT_KEY, MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM
 
-NCPUS = len(get_possible_cpus())
+NCPUS = sysbpf.possible_cpus()
 
 
-def _fail(op: str, name: str) -> None:
-    code = ct.get_errno()
+def _fail(op: str, name: str, code: int) -> None:
     if code in (errno.E2BIG, errno.ENOMEM, errno.ENOSPC):
         raise ResourceExhausted(f"BPF map {name} is full ({op}: {os.strerror(code)})")
     raise DatapathError(f"BPF map {name}: {op} failed: {os.strerror(code) if code else 'unknown error'}")
@@ -30,6 +28,14 @@ class BpfMap:
     def __init__(self, fd: int, name: str, key_type: Type[ct.Structure] | Type, value_type: Type,
                  percpu: bool = False):
         self.fd, self.name, self.key_type, self.value_type, self.percpu = fd, name, key_type, value_type, percpu
+        self._attr = sysbpf.ElemAttr(map_fd=fd)
+
+    def _elem(self, cmd: int, key, value=None, flags: int = 0) -> int:
+        a = self._attr
+        a.key = ct.addressof(key) if key is not None else 0
+        a.value = ct.addressof(value) if value is not None else 0
+        a.flags = flags
+        return sysbpf.elem(cmd, a)
 
     def _value_buffer(self):
         if self.percpu:
@@ -37,31 +43,33 @@ class BpfMap:
         return self.value_type()
 
     def update(self, key, value) -> None:
-        if lib.bpf_update_elem(self.fd, ct.byref(key), ct.byref(value), 0) < 0:
-            _fail("update", self.name)
+        res = self._elem(MAP_UPDATE_ELEM, key, value)
+        if res < 0:
+            _fail("update", self.name, -res)
 
     def delete(self, key) -> bool:
         """Delete; a missing key is not an error (idempotent removal)."""
-        if lib.bpf_delete_elem(self.fd, ct.byref(key)) < 0:
-            if ct.get_errno() == errno.ENOENT:
+        res = self._elem(MAP_DELETE_ELEM, key)
+        if res < 0:
+            if res == -errno.ENOENT:
                 return False
-            _fail("delete", self.name)
+            _fail("delete", self.name, -res)
         return True
 
     def lookup(self, key) -> Optional[object]:
         value = self._value_buffer()
-        if lib.bpf_lookup_elem(self.fd, ct.byref(key), ct.byref(value)) < 0:
+        if self._elem(MAP_LOOKUP_ELEM, key, value) < 0:
             return None
         return value
 
     def keys(self) -> Iterator:
         key, nxt = self.key_type(), self.key_type()
-        if lib.bpf_get_next_key(self.fd, None, ct.byref(nxt)) < 0:
+        if self._elem(MAP_GET_NEXT_KEY, None, nxt) < 0:
             return
         while True:
             ct.memmove(ct.byref(key), ct.byref(nxt), ct.sizeof(key))
             yield self._copy(key)
-            if lib.bpf_get_next_key(self.fd, ct.byref(key), ct.byref(nxt)) < 0:
+            if self._elem(MAP_GET_NEXT_KEY, key, nxt) < 0:
                 return
 
     def items(self) -> Iterator[tuple[object, object]]:
@@ -83,22 +91,27 @@ class BpfMap:
         of 262,144 entries is 64 calls).  Kernels without batch lookups for the map type get
         one get_next_key call per entry instead."""
         keys, values = (self.key_type * batch)(), (self.value_type * batch)()
-        token, n = ct.c_uint32(0), ct.c_uint32(0)
+        token = ct.c_uint32(0)
+        attr = sysbpf.BatchAttr(out_batch=ct.addressof(token), keys=ct.addressof(keys),
+                                values=ct.addressof(values), map_fd=self.fd)
         total, first = 0, True
         while True:
-            n.value = batch
-            res = lib.bpf_lookup_batch(self.fd, None if first else ct.byref(token), ct.byref(token),
-                                       ct.byref(keys), ct.byref(values), ct.byref(n))
-            code = ct.get_errno()
-            total += n.value
-            if res == 0:
+            attr.count = batch
+            attr.in_batch = 0 if first else ct.addressof(token)
+            try:
+                sysbpf.call(sysbpf.MAP_LOOKUP_BATCH, ct.byref(attr), ct.sizeof(attr))
+                code = 0
+            except sysbpf.BpfError as exc:
+                code = exc.errno or errno.EIO
+            total += attr.count
+            if code == 0:
                 first = False
                 continue
             if code == errno.ENOENT:
                 return total  # the last batch
             if first and code in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
                 return sum(1 for _ in self.keys())
-            _fail("lookup batch", self.name)
+            _fail("lookup batch", self.name, code)
 
     def zero(self, key) -> None:
         self.update(key, self._value_buffer())

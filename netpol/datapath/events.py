@@ -8,6 +8,7 @@ import time
 from typing import Callable
 
 from . import maps as m
+from .ringbuf import RingBuffer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,25 +38,25 @@ def decode(raw: m.DropEventC) -> DropEvent:
 
 class DropReader:
     def __init__(self, programs, callback: Callable[[DropEvent], None]):
-        self._bpf = programs.bpf
         self._callback = callback
         self._stop = threading.Event()
-        programs.table("pw_drops").open_ring_buffer(self._on_event)
+        self._ring = RingBuffer(programs.map_fds["pw_drops"], self._on_event)
         self._thread = threading.Thread(target=self._run, name="netpol-drops", daemon=True)
 
     def start(self) -> "DropReader":
         self._thread.start()
         return self
 
-    def _on_event(self, _ctx, data, _size) -> int:
-        raw = ct.cast(data, ct.POINTER(m.DropEventC)).contents
+    def _on_event(self, data: memoryview) -> None:
+        raw = m.DropEventC.from_buffer_copy(data[:ct.sizeof(m.DropEventC)])
         self._callback(decode(raw))
-        return 0
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._bpf.ring_buffer_poll(100)
+            self._ring.poll(100)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
+        if not self._thread.is_alive():
+            self._ring.close()

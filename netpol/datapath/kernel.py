@@ -1,4 +1,4 @@
-"""The real datapath: programs loaded with bcc, maps pinned, tc on host veths,
+"""The real datapath: programs compiled ahead (bcc, in a child) and loaded, maps pinned, tc on host veths,
 and the post-DNAT check for Service traffic on netfilter PRE_ROUTING (nfhook.py)."""
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ DEFAULT_SERVICE_MARK = 0x02000000
 
 
 class KernelDatapath:
-    def __init__(self, pin_dir: str = DEFAULT_PIN_DIR, service_mark: int = DEFAULT_SERVICE_MARK):
-        self.programs = Programs(pin_dir)
+    def __init__(self, pin_dir: str = DEFAULT_PIN_DIR, service_mark: int = DEFAULT_SERVICE_MARK,
+                 cache_dir: str | None = None):
+        self.programs = Programs(pin_dir, cache_dir)
         self.service_enforcement = self._hook_services(service_mark)
         self._current = sync.read_current(self.programs)
         self._reader: DropReader | None = None
@@ -104,7 +105,7 @@ class KernelDatapath:
         return {name: (n, self._max_entries(name)) for name, n in sizes.items()}
 
     def _max_entries(self, name: str) -> int:
-        return int(self.programs.table(name).max_entries)
+        return self.programs.max_entries[name]
 
     def reset_policy_counter(self, cookie: int) -> None:
         sync.reset_policy_stats(self.programs, cookie)

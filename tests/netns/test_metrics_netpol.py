@@ -102,7 +102,7 @@ def test_counting_a_map_in_batches_agrees_with_walking_it(entries):
             programs.ct.update(key, m.CtValue(last_seen=1))
         assert programs.ct.count(batch=1024) == sum(1 for _ in programs.ct.keys()) == entries
         assert programs.ct.count() == entries
-        assert int(programs.table("pw_ct").max_entries) == 262144
+        assert programs.max_entries["pw_ct"] == 262144
     finally:
         if programs is not None:
             programs.close()

@@ -117,15 +117,33 @@ def _layout(t) -> tuple:
     return t.__name__, fields, ct.sizeof(t)
 
 
-def test_ctypes_mirrors_match_the_compiled_structs(bpf):
-    """bcc's Key/Leaf types come from clang's BPF-target view of the loaded program: each
+@pytest.fixture(scope="module")
+def bcc_view():
+    """bcc's own module of the sources (the agent loads a stored object without bcc)."""
+    from netpol.datapath.compile import bcc_module
+    from netpol.datapath.loader import remove_pins
+
+    pin_dir = f"/sys/fs/bpf/pwtest-{uuid.uuid4().hex[:8]}"
+    os.makedirs(pin_dir)
+    module = None
+    try:
+        module, _ = bcc_module(pin_dir)
+        yield module
+    finally:
+        if module is not None:
+            module.cleanup()
+        remove_pins(pin_dir)
+
+
+def test_ctypes_mirrors_match_the_compiled_structs(bcc_view):
+    """bcc's Key/Leaf types come from clang's BPF-target view of the compiled program: each
     mirror must have their field offsets and sizes, not only their total size.  drop_event
     goes through the ring buffer, which bcc leaves untyped: the unit tier checks it with cc
     (tests/unit/test_netpol_struct_layout.py), as it does every struct."""
     seen = set()
     for table in ("pw_endpoints", "pw_ipcache", "pw_policy", "pw_ct", "pw_config", "pw_metrics", "pw_ep_stats",
                   "pw_policy_stats", "pw_event_budget", "pw_ep_ids", "pw_services", "pw_service_config"):
-        t = bpf.p.table(table)
+        t = bcc_view[table.encode()]
         for compiled in (t.Key, getattr(t.Leaf, "_type_", t.Leaf) if "PerCpu" in type(t).__name__ else t.Leaf):
             if not hasattr(compiled, "_fields_"):
                 assert ct.sizeof(compiled) == ct.sizeof(ct.c_uint32), (table, compiled)  # the u32 index keys
