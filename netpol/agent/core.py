@@ -19,7 +19,7 @@ from ..compiler import (ISOLATE_EGRESS, ISOLATE_INGRESS, Attachment, Compiler, D
                         IdentityAllocator)
 from ..datapath.events import DropEvent
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
-from ..manifest import parse_manifest
+from ..manifest import gc_paused, parse_manifest
 from ..model import Pod, World
 from ..services import Service, frontends
 from . import drops as drop_views
@@ -172,15 +172,25 @@ class Agent:
     def apply(self, text: str, source: str = "cli", default_namespace: str = "default", dry_run: bool = False,
               prune: bool = False) -> list[PolicyResult]:
         received = time.monotonic()
+        with gc_paused():  # parsing and compiling a big manifest: see gc_paused; _settle_heap collects after
+            return self._apply(received, text, source, default_namespace, dry_run, prune)
+
+    def _apply(self, received: float, text: str, source: str, default_namespace: str, dry_run: bool,
+               prune: bool) -> list[PolicyResult]:
         manifest = parse_manifest(text, source, default_namespace or "default")  # before any change
+        # The objects as stored, before taking the lock; the parsed dicts then go (fewer objects
+        # for _settle_heap's collection to walk after a big apply).
+        raws = {key: canonical_json(obj) for key, obj in manifest.objects.items()}
+        policies, namespaces, services = manifest.policies, manifest.namespaces, manifest.services
+        del manifest
 
         def mutate(state: State) -> list[PolicyResult]:
             results = []
-            for name, labels in manifest.namespaces.items():
+            for name, labels in namespaces.items():
                 state.namespaces[name] = labels
-            results.extend(_apply_services(state, manifest.services, source, prune))
-            for policy in manifest.policies:
-                raw, old = canonical_json(manifest.objects[policy.key]), state.policies.get(policy.key)
+            results.extend(_apply_services(state, services, source, prune))
+            for policy in policies:
+                raw, old = raws[policy.key], state.policies.get(policy.key)
                 if old is not None and old.manifest == raw and old.source == source:
                     results.append(PolicyResult(policy.namespace, policy.name, "unchanged"))
                     continue
@@ -188,7 +198,7 @@ class Agent:
                 state.policies[policy.key] = PolicyRecord(policy, raw, source, cookie)
                 results.append(PolicyResult(policy.namespace, policy.name, "configured" if old else "created"))
             if prune:
-                for key in [k for k, r in state.policies.items() if r.source == source and k not in manifest.objects]:
+                for key in [k for k, r in state.policies.items() if r.source == source and k not in raws]:
                     rec = state.policies.pop(key)
                     results.append(PolicyResult(rec.policy.namespace, rec.policy.name, "deleted"))
             return results
