@@ -247,9 +247,12 @@ def container_cycle(c: Client, pod: str, image: str, i: int, samples: dict) -> N
           timeout=60)
 
 
-def density(c: Client, image: str, log_dir: str, n: int) -> None:
+def density(c: Client, image: str, log_dir: str, n: int, roles: tuple[str, ...] = ()) -> None:
+    """n pods with one running container each; ``roles``: a `role` label taken in turn."""
     for i in range(n):
         cfg = pod_config(log_dir)
+        if roles:
+            cfg.labels["role"] = roles[i % len(roles)]
         pod = c.rt.RunPodSandbox(api.RunPodSandboxRequest(config=cfg), timeout=300).pod_sandbox_id
         cid = c.rt.CreateContainer(api.CreateContainerRequest(pod_sandbox_id=pod, config=ctr_config(image, i),
                                                               sandbox_config=cfg), timeout=120).container_id

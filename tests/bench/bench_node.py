@@ -65,7 +65,8 @@ from cni.install import write_wrappers  # noqa: E402
 RESULTS = os.path.join(HERE, "results")
 INSTALLED_CONFLIST = os.path.join(HERE, "..", "..", "packaging", "cni", "10-podwire.conflist")
 GOALS = {"pods": 0.8, "StopPodSandbox": 1.0, "ctrs": 0.8}
-MEMORY_GOALS = {"idle": 1.0, "busy": 1.5}
+MEMORY_GOALS = {"idle": 1.0, "busy": 1.5, "busy-policy": 1.5}
+POLICY_RULES = 1000  # busy-policy: 2 policies of 500 ipBlock rules (+1 selector rule each), every pod selected
 SHAPES = {"installed": " (bridge, ipMasq, IPv4 + IPv6, portmap)",
           "minimal": ", made minimal on both sides (IPv4 only, no ipMasq; bridge, portmap)"}
 
@@ -175,6 +176,15 @@ def measure(stacks: dict, image: str, work: str, opts) -> dict:
         time.sleep(SETTLE_S)
         res[name]["busy"] = memory_kib(rt.pids())
         remove_pods(clients[name])
+    if "podwire" in stacks:   # the same pods, each selected by a policy of POLICY_RULES rules in all
+        from bench_netpol import rules_manifest
+        pw, agent = stacks["podwire"], stacks["podwire"].agent.client
+        agent.apply(rules_manifest(POLICY_RULES // 2))
+        density(clients["podwire"], image, logs["podwire"], opts.density, roles=ROLES)
+        time.sleep(SETTLE_S)
+        res["podwire"]["busy-policy"] = memory_kib(pw.pids())
+        remove_pods(clients["podwire"])
+        agent.delete("bench", ("rules-in", "rules-out"))
     return res
 
 
@@ -328,12 +338,15 @@ def table(res: dict, opts) -> str:
                      f"≤ {GOALS[group]} ({_verdict(r, GOALS[group])}) |")
     lines += ["", "Memory in MiB: podwire = podwire-netpol + podwire-cnid (with its namespace broker) + "
                   "podwire-cri + conmons; containerd = containerd + shims (the sandbox processes of neither "
-                  f"counted); busy = {opts.density} pods with one running container each, no policies.", "",
+                  f"counted); busy = {opts.density} pods with one running container each, no policies; busy-policy "
+                  f"= the same with every pod selected by policies of {POLICY_RULES} rules in all (podwire only; "
+                  "compared with containerd's busy figure).", "",
               "| state | metric | podwire | containerd | ratio | goal (RSS) |", "|---|---|---|---|---|---|"]
-    for key in ("idle", "busy"):
-        pn, cn = pw[key][3], cd[key][3]
+    for key in ("idle", "busy", "busy-policy"):
+        theirs = cd["busy" if key == "busy-policy" else key]   # containerd has no policy to hold
+        pn, cn = pw[key][3], theirs[3]
         for i, metric in enumerate(("RSS", "PSS", "USS")):
-            a, b = pw[key][i] / 1024, cd[key][i] / 1024
+            a, b = pw[key][i] / 1024, theirs[i] / 1024
             goal = f"≤ {MEMORY_GOALS[key]} ({_verdict(a / b, MEMORY_GOALS[key])})" if metric == "RSS" else ""
             lines.append(f"| {key} ({pn} / {cn} processes) | {metric} | {a:.1f} | {b:.1f} | {a / b:.2f} | {goal} |")
     return "\n".join(lines) + "\n"
@@ -365,6 +378,7 @@ def main() -> int:
         print("bench_node: needs root, containerd and runc (--netpol-rules: root and runc); skipped")
         return 0
     work = tempfile.mkdtemp(prefix="pw-node-bench-")
+    os.environ.setdefault("PODWIRE_NETPOL_BPF_CACHE", os.path.join(work, "bpf-cache"))  # compiled once, here
     run = tempfile.mkdtemp(prefix="pw-node-bench-", dir="/run")   # tmpfs, as on a node
     new_cgroups = [p for p in (bench_cri.PODWIRE_CGROUP_PARENT, bench_cri.CONTAINERD_CGROUP_PARENT)
                    if not bench_cri._cgroup_exists(p)]
