@@ -8,6 +8,12 @@ shows 1-9 ms for each, paid per pod.  The wrapper runs us as ``python -I -S``.
 When the daemon answers, its stdout, stderr and exit code become ours.  When it
 does not (no socket, nobody listening, access denied, it declines), the same
 verbs run in process (:func:`run_in_process`), exactly as before the daemon.
+
+client.c is this module in C: what ``make install`` puts in the CNI bin dir when a
+C compiler is there (cni.install), since even a bare interpreter start costs ~7 ms
+of CPU per call.  It comes here, through :func:`in_process_main`, only to run in
+process.  A change to the protocol or the fall-backs here is a change there too
+(tests/unit/test_native_client.py holds the two side by side).
 """
 import posix
 import sys
@@ -76,6 +82,13 @@ def _ask(path: bytes, plugin: str, env, stdin: bytes):
 def _write(fd: int, data: bytes) -> None:
     while data:
         data = data[posix.write(fd, data):]
+
+
+def in_process_main(plugin: str, lost: bool) -> int:
+    """The native client's way in (client.c), when no daemon took the request: it has read
+    stdin already and replays it on fd 0; ``lost``: the daemon took it and went away."""
+    stdin = sys.stdin.buffer.read() if sys.stdin is not None else b""
+    return run_in_process(plugin, stdin, lost)
 
 
 def run_in_process(plugin: str, stdin: bytes, lost: bool = False) -> int:

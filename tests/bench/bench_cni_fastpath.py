@@ -11,7 +11,8 @@ process), and the reference bridge + host-local, with the same conflist shape.
 - The goal of issue 14 beside each ratio: the daemon at <= 0.8x the reference.
 - Peak RSS (VmHWM) of the daemon.
 
-Every variant is exec'd the way a runtime execs it.  Prints a table and writes it
+Every variant is exec'd the way a runtime execs it, podwire's executables as `make install`
+writes them (the C thin client, cni/daemon/client.c; standalone, it execs the interpreter).  Prints a table and writes it
 to tests/bench/results/cni_fastpath.md.
 """
 from __future__ import annotations
@@ -148,7 +149,7 @@ def main() -> None:
     opts = parser.parse_args()
     work = tempfile.mkdtemp(prefix="pw-bench-")
     bin_dir = os.path.join(work, "bin")
-    write_wrappers(bin_dir, sys.executable)
+    write_wrappers(bin_dir, sys.executable, native=True)  # as `make install` writes them
     for name in ("bridge", "host-local"):
         os.symlink(os.path.join(REFERENCE_PLUGIN_DIR, name), os.path.join(bin_dir, name))
     os.mkdir(os.path.join(work, "cnid"))
