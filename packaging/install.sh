@@ -23,7 +23,7 @@ install)
   # The executables import podwire from the venv's site-packages, as the node will see it.
   site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
   "$VENV/bin/python" -m cni.install --bin-dir "$DESTDIR$CNI_BIN_DIR" --python "$LIBDIR/venv/bin/python" \
-    --code-dir "${site#"$DESTDIR"}"
+    --code-dir "${site#"$DESTDIR"}" --native "${CNI_NATIVE_CLIENT:-no}"   # yes|auto: the opt-in C client
   # A staged venv must run from the final path: its scripts' shebangs and activate files name it.
   if [ -n "$DESTDIR" ]; then
     { grep -rlIF --null "$VENV" "$VENV/bin" "$VENV/pyvenv.cfg" || true; } | xargs -0 -r sed -i "s|$VENV|$LIBDIR/venv|g"

@@ -39,12 +39,14 @@ from cni.install import write_wrappers  # noqa: E402
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 REFERENCE = "reference bridge + host-local"
 DAEMON = "podwire via podwire-cnid"
+NATIVE = "podwire via podwire-cnid, C client (opt-in)"
 TARGET = 0.8  # issue 14: the daemon path at <= 0.8x the reference, per cycle and in the burst
 
 
 class Variant:
-    def __init__(self, label: str, plugin: str, ipam: str, subnet: str, work: str, socket_path: str | None):
-        self.label, self.plugin = label, plugin
+    def __init__(self, label: str, plugin: str, ipam: str, subnet: str, work: str, socket_path: str | None,
+                 bin_dir: str = ""):
+        self.label, self.plugin, self.bin_dir = label, plugin, bin_dir
         self.bridge = unique("pwbn")
         self.data_dir = os.path.join(work, f"ipam-{plugin}-{len(label)}")
         # Reference plugins in /usr/lib/cni speak up to 1.0.0: the same version for all.
@@ -55,7 +57,7 @@ class Variant:
         self.env = {} if socket_path is None else {"PODWIRE_CNID_SOCKET": socket_path}
 
     def run(self, bin_dir: str, command: str, cid: str, netns: str) -> dict | None:
-        code, out = run_plugin(bin_dir, self.plugin, command, self.conf, container_id=cid, netns=netns,
+        code, out = run_plugin(self.bin_dir or bin_dir, self.plugin, command, self.conf, container_id=cid, netns=netns,
                                extra_env=self.env)
         if code != 0:
             raise SystemExit(f"{self.label}: {command} {cid} failed: {out}")
@@ -98,7 +100,7 @@ def burst(v: Variant, bin_dir: str, namespaces: list[str], daemon: Daemon) -> di
         start = time.perf_counter()
         list(pool.map(lambda p: v.run(bin_dir, "DEL", *p), pods))
         del_ms = (time.perf_counter() - start) * 1000
-    drain_ms = _drained_ms(daemon, start) if v.label == DAEMON else None
+    drain_ms = _drained_ms(daemon, start) if v.label in (DAEMON, NATIVE) else None
     addresses = [out["ips"][0]["address"] for out in adds]
     return {"add_ms": add_ms, "del_ms": del_ms, "duplicates": len(addresses) - len(set(addresses)),
             "leftovers": v.leftovers(), "drain_ms": drain_ms}
@@ -149,12 +151,15 @@ def main() -> None:
     opts = parser.parse_args()
     work = tempfile.mkdtemp(prefix="pw-bench-")
     bin_dir = os.path.join(work, "bin")
-    write_wrappers(bin_dir, sys.executable, native=True)  # as `make install` writes them
+    write_wrappers(bin_dir, sys.executable)  # as `make install` writes them
+    native_dir = os.path.join(work, "bin-native")
+    write_wrappers(native_dir, sys.executable, native=True)  # `make install CNI_NATIVE_CLIENT=yes`
     for name in ("bridge", "host-local"):
         os.symlink(os.path.join(REFERENCE_PLUGIN_DIR, name), os.path.join(bin_dir, name))
     os.mkdir(os.path.join(work, "cnid"))
     daemon = Daemon(os.path.join(work, "cnid")).start()
     variants = [Variant(DAEMON, "podwire", "podwire-ipam", "10.251.1.0/24", work, daemon.socket),
+                Variant(NATIVE, "podwire", "podwire-ipam", "10.251.4.0/24", work, daemon.socket, native_dir),
                 Variant("podwire standalone", "podwire", "podwire-ipam", "10.251.2.0/24", work, ""),
                 Variant(REFERENCE, "bridge", "host-local", "10.251.3.0/24", work, None)]
     names = [unique("pwbench-", 20) for _ in range(max(opts.burst, 1))]
@@ -176,7 +181,7 @@ def main() -> None:
 
 
 def _target(label: str, ratio: float) -> str:
-    if label != DAEMON:
+    if label not in (DAEMON, NATIVE):
         return ""
     return f"<= {TARGET}: " + ("met" if ratio <= TARGET else f"missed by {ratio / TARGET - 1:.0%}")
 

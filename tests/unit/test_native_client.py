@@ -243,9 +243,19 @@ def test_install_falls_back_to_the_python_scripts_when_the_c_client_does_not_bui
     env = {**os.environ, "CC": "false"}
     bin_dir = tmp_path / "bin"
     proc = subprocess.run([sys.executable, "-m", "cni.install", "--bin-dir", str(bin_dir), "--python",
-                           sys.executable], env=env, capture_output=True, text=True, timeout=60)
+                           sys.executable, "--native", "auto"], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "Python scripts" in proc.stderr
     assert (bin_dir / "podwire").read_text().startswith(f"#!{sys.executable} -IS\n")
     proc = subprocess.run([sys.executable, "-m", "cni.install", "--bin-dir", str(tmp_path / "strict"),
                            "--python", sys.executable, "--native", "yes"], env=env, capture_output=True, timeout=60)
     assert proc.returncode != 0 and not (tmp_path / "strict" / "podwire").exists()
+
+
+def test_the_installed_default_is_the_python_thin_client(tmp_path):
+    """The product's thin client is the stdlib-only script (design.md); C is opt-in."""
+    bin_dir = tmp_path / "bin"
+    proc = subprocess.run([sys.executable, "-m", "cni.install", "--bin-dir", str(bin_dir), "--python",
+                           sys.executable], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("podwire", "podwire-ipam"):
+        assert (bin_dir / name).read_text().startswith(f"#!{sys.executable} -IS\n")
