@@ -13,12 +13,13 @@ IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
 def subnet_of(inner: IPNetwork, outer: IPNetwork) -> bool:
-    """inner lies inside outer; False across IP versions (ipaddress would raise)."""
-    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
-        return inner.subnet_of(outer)
-    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
-        return inner.subnet_of(outer)
-    return False
+    """inner lies inside outer; False across IP versions (ipaddress would raise).  By prefix
+    arithmetic: ipaddress's subnet_of caches broadcast_address in every network it is asked
+    about (~200 bytes each, for as long as the network lives)."""
+    if inner.version != outer.version or inner.prefixlen < outer.prefixlen:
+        return False
+    shift = outer.max_prefixlen - outer.prefixlen
+    return int(inner.network_address) >> shift == int(outer.network_address) >> shift
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 INGRESS, EGRESS = "Ingress", "Egress"
@@ -27,7 +28,7 @@ PROTO_NUMBERS = {"TCP": 6, "UDP": 17, "SCTP": 132, "ICMP": 1, "ICMPv6": 58}
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set on every namespace by the API server
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Requirement:
     key: str
     operator: str  # In, NotIn, Exists, DoesNotExist
@@ -43,7 +44,7 @@ class Requirement:
         return self.key not in labels  # DoesNotExist
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class LabelSelector:
     """matchLabels AND matchExpressions; the empty selector matches everything."""
 
@@ -55,7 +56,7 @@ class LabelSelector:
                 and all(r.matches(labels) for r in self.match_expressions))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class IPBlock:
     cidr: IPNetwork
     excepts: tuple[IPNetwork, ...] = ()
@@ -65,7 +66,7 @@ class IPBlock:
                 and not any(ip in e for e in self.excepts))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Peer:
     """One from/to item: ipBlock alone, or pod and/or namespace selectors (ANDed)."""
 
@@ -74,20 +75,20 @@ class Peer:
     ip_block: Optional[IPBlock] = None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class PolicyPort:
     protocol: str = "TCP"
     port: Union[int, str, None] = None  # None: every port of the protocol; str: a named port
     end_port: Optional[int] = None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Rule:
     peers: tuple[Peer, ...] = ()       # empty: every peer
     ports: tuple[PolicyPort, ...] = ()  # empty: every port and protocol
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class NetworkPolicy:
     namespace: str
     name: str
@@ -95,23 +96,24 @@ class NetworkPolicy:
     policy_types: frozenset[str]
     ingress: tuple[Rule, ...] = ()
     egress: tuple[Rule, ...] = ()
+    # "namespace/name", made once: the compiler holds it in every rule reference
+    key: str = dataclasses.field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.namespace}/{self.name}")
 
     def rules(self, direction: str) -> tuple[Rule, ...]:
         return self.ingress if direction == INGRESS else self.egress
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class NamedPort:
     name: str
     protocol: str
     port: int
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Pod:
     """A pod as the policy engine sees it; ``interface`` is set for pods on this node."""
 
@@ -122,10 +124,11 @@ class Pod:
     ports: tuple[NamedPort, ...] = ()
     interface: str = ""
     container_id: str = ""
+    # "namespace/name", made once: the agent's and the compiler's tables share it
+    key: str = dataclasses.field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.namespace}/{self.name}")
 
     @property
     def label_map(self) -> dict[str, str]:

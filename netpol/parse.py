@@ -6,7 +6,9 @@ build the model.  Every rejection raises InvalidPolicy with the server's text.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+import contextlib
+import contextvars
+from typing import Any, Iterator, Optional
 
 from . import validation as v
 from .decode import DecodeErrors, decode_spec
@@ -17,6 +19,27 @@ from .model import (EGRESS, INGRESS, PROTOCOLS, IPBlock, IPNetwork, LabelSelecto
 API_VERSION = "networking.k8s.io/v1"
 KIND = "NetworkPolicy"
 QUALIFIED_KIND = "NetworkPolicy.networking.k8s.io"
+
+# Equal immutable rule parts (ports, peers, selectors, whole rules) are built once and shared: 10,000
+# rules naming the same port hold one PolicyPort, not 10,000.  The table lives for one policy, or for a
+# whole manifest inside shared_parts() (the agent's apply: an ingress and an egress policy naming the
+# same peers and ports then share their rules too).
+_shared: contextvars.ContextVar[Optional[dict]] = contextvars.ContextVar("netpol_parse_shared", default=None)
+
+
+@contextlib.contextmanager
+def shared_parts() -> Iterator[None]:
+    """Policies parsed inside share equal rule parts (not only those within one policy)."""
+    token = _shared.set({})
+    try:
+        yield
+    finally:
+        _shared.reset(token)
+
+
+def _one(table: dict, value):
+    """The first value equal to ``value`` seen in this table (one object for equal parts)."""
+    return table.setdefault(value, value)
 
 
 def parse_policy(obj: Any, default_namespace: str = "default") -> NetworkPolicy:
@@ -158,22 +181,25 @@ def validate_selector(sel: Optional[dict], path: str) -> list[v.FieldError]:
 
 
 def _build(namespace: str, name: str, spec: dict) -> NetworkPolicy:
+    table = _shared.get()
+    table = {} if table is None else table
     egress_rules = spec.get("egress") or []
     types = spec.get("policyTypes") or []
     if not types:  # SetDefaults_NetworkPolicy: Ingress always, Egress only with egress rules
         types = [INGRESS] + ([EGRESS] if egress_rules else [])
     return NetworkPolicy(
-        namespace=namespace, name=name, pod_selector=build_selector(spec.get("podSelector")),
-        policy_types=frozenset(types),
-        ingress=tuple(_rule(r or {}, "from") for r in spec.get("ingress") or []),
-        egress=tuple(_rule(r or {}, "to") for r in egress_rules))
+        namespace=namespace, name=name, pod_selector=build_selector(spec.get("podSelector"), table),
+        policy_types=_one(table, frozenset(types)),
+        ingress=tuple(_rule(r or {}, "from", table) for r in spec.get("ingress") or []),
+        egress=tuple(_rule(r or {}, "to", table) for r in egress_rules))
 
 
-def _rule(rule: dict, peers_key: str) -> Rule:
-    return Rule(peers=tuple(_peer(p) for p in rule.get(peers_key) or []),
-                ports=tuple(PolicyPort(protocol=p.get("protocol") or "TCP", port=p.get("port"),
-                                       end_port=p.get("endPort"))
-                            for p in (q or {} for q in rule.get("ports") or [])))
+def _rule(rule: dict, peers_key: str, table: dict) -> Rule:
+    peers = _one(table, tuple(_peer(p, table) for p in rule.get(peers_key) or []))
+    ports = _one(table, tuple(_one(table, PolicyPort(protocol=p.get("protocol") or "TCP", port=p.get("port"),
+                                                     end_port=p.get("endPort")))
+                              for p in (q or {} for q in rule.get("ports") or [])))
+    return _one(table, Rule(peers=peers, ports=ports))
 
 
 def _valid_cidr(text: str) -> IPNetwork:
@@ -183,19 +209,21 @@ def _valid_cidr(text: str) -> IPNetwork:
     return cidr
 
 
-def _peer(peer: dict) -> Peer:
+def _peer(peer: dict, table: dict) -> Peer:
     block = peer.get("ipBlock")
     if block is not None:
-        return Peer(ip_block=IPBlock(_valid_cidr(block["cidr"]),
-                                     tuple(_valid_cidr(e) for e in block.get("except") or [])))
-    return Peer(pod_selector=build_selector(peer["podSelector"]) if peer.get("podSelector") is not None else None,
-                namespace_selector=(build_selector(peer["namespaceSelector"])
-                                    if peer.get("namespaceSelector") is not None else None))
+        return _one(table, Peer(ip_block=IPBlock(_valid_cidr(block["cidr"]),
+                                                 tuple(_valid_cidr(e) for e in block.get("except") or []))))
+    return _one(table, Peer(
+        pod_selector=build_selector(peer["podSelector"], table) if peer.get("podSelector") is not None else None,
+        namespace_selector=(build_selector(peer["namespaceSelector"], table)
+                            if peer.get("namespaceSelector") is not None else None)))
 
 
-def build_selector(sel: Optional[dict]) -> LabelSelector:
+def build_selector(sel: Optional[dict], table: Optional[dict] = None) -> LabelSelector:
     sel = sel or {}
-    return LabelSelector(
+    selector = LabelSelector(
         match_labels=tuple(sorted((sel.get("matchLabels") or {}).items())),
         match_expressions=tuple(Requirement(r["key"], r["operator"], tuple(r.get("values") or []))
                                 for r in sel.get("matchExpressions") or []))
+    return selector if table is None else _one(table, selector)

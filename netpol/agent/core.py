@@ -21,6 +21,7 @@ from ..datapath.events import DropEvent
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from ..manifest import gc_paused, parse_manifest
 from ..model import Pod, World
+from ..parse import shared_parts
 from ..services import Service, frontends
 from . import drops as drop_views
 from .store import EndpointRecord, PolicyRecord, ServiceRecord, State, Store, canonical_json
@@ -48,6 +49,7 @@ class Agent:
         self._desired = Desired(endpoints=dict(current.endpoints))
         self.drops = drop_views.DropLog(drop_history)
         self._frontends: tuple[dict, frozenset] = ({}, frozenset())  # services -> their frontends, memo
+        self._pod_parts: dict[tuple, tuple] = {}  # one object per distinct label set / port list (see _shared)
         # Told of every change: (what changed: "policy", "namespace", "endpoint" or "service", seconds from the
         # change reaching the agent to the maps holding it, whether it took effect) -- the metrics.
         self.update_listeners: list[Callable[[str, float, bool], None]] = []
@@ -100,8 +102,9 @@ class Agent:
             else:
                 self._ifindex.pop(pod.key, None)
                 ep_id = 0
-            state.endpoints[pod.key] = EndpointRecord(merged, ep_id)
-            self._touched.add(pod.key)
+            stored = self._shared(merged, state)
+            state.endpoints[stored.key] = EndpointRecord(stored, ep_id)  # keyed by its own key string
+            self._touched.add(stored.key)
 
         self._transaction(mutate, "endpoint")
         return self.endpoint(pod.key)
@@ -177,7 +180,8 @@ class Agent:
 
     def _apply(self, received: float, text: str, source: str, default_namespace: str, dry_run: bool,
                prune: bool) -> list[PolicyResult]:
-        manifest = parse_manifest(text, source, default_namespace or "default")  # before any change
+        with shared_parts():  # equal rule parts of all its policies: one object each
+            manifest = parse_manifest(text, source, default_namespace or "default")  # before any change
         # The objects as stored, before taking the lock; the parsed dicts then go (fewer objects
         # for _settle_heap's collection to walk after a big apply).
         raws = {key: canonical_json(obj) for key, obj in manifest.objects.items()}
@@ -344,6 +348,21 @@ class Agent:
             return self.datapath.ifindex(rec.pod.interface) if rec and rec.pod.interface else None
         except FailedPrecondition:
             return None
+
+    def _shared(self, pod: Pod, state: State) -> Pod:
+        """``pod`` holding the same labels and ports tuples as earlier pods with equal ones (a
+        Deployment's pods share one label set: thousands of pods, one tuple).  The table is
+        rebuilt from the pods known when it holds many more sets than there are pods."""
+        parts = self._pod_parts
+        if len(parts) > 4 * len(state.endpoints) + 256:
+            parts.clear()
+            for rec in state.endpoints.values():
+                parts.setdefault(rec.pod.labels, rec.pod.labels)
+                parts.setdefault(rec.pod.ports, rec.pod.ports)
+        labels, ports = parts.setdefault(pod.labels, pod.labels), parts.setdefault(pod.ports, pod.ports)
+        if labels is pod.labels and ports is pod.ports:
+            return pod
+        return dataclasses.replace(pod, labels=labels, ports=ports)
 
     def _allocate_ep_id(self, state: State) -> int:
         current = self.datapath.current()

@@ -20,11 +20,11 @@ from typing import Optional
 from cni import atomic
 
 from ..model import NamedPort, NetworkPolicy, Pod, World
-from ..parse import parse_policy
+from ..parse import parse_policy, shared_parts
 from ..services import Service, service_from_dict, service_to_dict
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class PolicyRecord:
     policy: NetworkPolicy
     manifest: str    # the object as applied, as canonical JSON (a tenth of the dicts' memory)
@@ -32,13 +32,13 @@ class PolicyRecord:
     cookie: int      # index of its counter in pw_policy_stats
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class EndpointRecord:
     pod: Pod
     ep_id: int = 0   # datapath id while the pod has an interface on this node
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ServiceRecord:
     service: Service
     source: str
@@ -75,11 +75,13 @@ class Store:
         for key, e in _read(os.path.join(self.dir, "services.json"), {}).items():
             state.services[key] = ServiceRecord(service_from_dict(e["service"]), e["source"])
         pdir = os.path.join(self.dir, "policies")
-        for name in sorted(os.listdir(pdir)) if os.path.isdir(pdir) else []:
-            if name.endswith(".json"):
-                p = _read(os.path.join(pdir, name), None)
-                rec = PolicyRecord(parse_policy(p["manifest"]), canonical_json(p["manifest"]), p["source"], p["cookie"])
-                state.policies[rec.policy.key] = rec
+        with shared_parts():  # equal rule parts of all stored policies: one object each
+            for name in sorted(os.listdir(pdir)) if os.path.isdir(pdir) else []:
+                if name.endswith(".json"):
+                    p = _read(os.path.join(pdir, name), None)
+                    rec = PolicyRecord(parse_policy(p["manifest"]), canonical_json(p["manifest"]), p["source"],
+                                       p["cookie"])
+                    state.policies[rec.policy.key] = rec
         self._saved = state.copy()
         return state
 

@@ -29,8 +29,8 @@ from ..model import PROTO_NUMBERS, IPNetwork, NetworkPolicy, Peer, Pod, PolicyPo
     subnet_of
 from .entries import ANY_IDENTITY, DIR_EGRESS, DIRECTIONS, ISOLATE_BIT, Attachment, Desired, EndpointEntry, \
     IpcacheEntry, PolicyKey
-from .identities import ClassKey, IdentityAllocator, PrefixSet, SubjectKey, net_key, pod_key_of
-from .ipcache import host_prefix, policy_prefixes
+from .identities import ClassKey, IdentityAllocator, PrefixSet, SubjectKey, last_address, net_key, pod_key_of
+from .ipcache import host_net, host_prefix, policy_prefixes
 from .merge import EntrySet
 from .ports import range_prefixes
 
@@ -38,6 +38,7 @@ L4Prefix = tuple[int, int, int]  # (proto, port, l4_bits)
 ALL_L4: list[L4Prefix] = [(0, 0, 0)]
 RuleRef = tuple[str, int, int]  # (policy key, direction, rule index)
 ALL_PODS = ("", None)           # the peer of an egress rule with a named port and no peers: every pod
+DIRECTION_NAMES = {d: name for name, d in DIRECTIONS.items()}
 IDLE_SUBJECTS = 64              # subjects kept (entries and all) after their last endpoint went
 
 
@@ -49,10 +50,11 @@ def compile_world(world: World, attachments: dict[str, Attachment], cookies: dic
 
 
 class _Class:
-    __slots__ = ("key", "id", "labels", "refs", "peers")
+    __slots__ = ("key", "id", "labels", "refs", "peers", "remote")
 
     def __init__(self, key: ClassKey, ident: int):
         self.key, self.id, self.labels = key, ident, dict(key.pod.labels)
+        self.remote = IpcacheEntry(ident, 0)  # the ipcache entry of every address of it not on this node
         self.refs = 0                        # pod addresses in the class
         self.peers: set[tuple] = set()       # peers whose match set holds it
 
@@ -76,12 +78,14 @@ class _Subject:
 
 
 class _Peer:
-    __slots__ = ("namespace", "peer", "matches", "rules")
+    __slots__ = ("key", "namespace", "peer", "matches", "rules")
 
-    def __init__(self, namespace: str, peer: Optional[Peer]):
-        self.namespace, self.peer = namespace, peer
-        self.matches: set[int] = set()   # identities
-        self.rules: set[RuleRef] = set()
+    def __init__(self, key: tuple):
+        self.key = key                   # (namespace, peer): the rules hold this one tuple
+        self.namespace, self.peer = key
+        # small sets (see _add): most peers match one identity and serve one or two rules
+        self.matches: tuple[int, ...] | set[int] = ()   # identities
+        self.rules: tuple[RuleRef, ...] | set[RuleRef] = ()
 
 
 class _Policy:
@@ -89,7 +93,8 @@ class _Policy:
 
     def __init__(self, policy: NetworkPolicy, cookie: int):
         self.policy, self.cookie = policy, cookie
-        self.rules: dict[tuple[int, int], tuple[Rule, list[tuple]]] = {}  # (direction, index) -> rule, peer keys
+        # (policy key, direction, index) -> the rule's peer keys; the key is the rule's one RuleRef
+        self.rules: dict[RuleRef, tuple[tuple, ...]] = {}
         self.prefixes = policy_prefixes(policy)
 
 
@@ -117,7 +122,7 @@ class Compiler:
         self._classes_by_region: dict[IPNetwork, set[ClassKey]] = {}
         self._subjects: dict[SubjectKey, _Subject] = {}
         self._local: dict[str, tuple[SubjectKey, Attachment]] = {}   # local pod -> its subject, attachment
-        self._owned: dict[str, set[IPNetwork]] = {}                  # pod -> its addresses
+        self._owned: dict[str, tuple[IPNetwork, ...]] = {}           # pod -> its addresses
         self._subjects_by_policy: dict[str, set[SubjectKey]] = {}
         self._idle: dict[SubjectKey, None] = {}  # subjects without endpoints, oldest first
         self._idle_limit = idle_subjects
@@ -125,7 +130,8 @@ class Compiler:
         self._prefixes = PrefixSet()
         self._peers: dict[tuple, _Peer] = {}
         self._selector_peers: dict[tuple, _Peer] = {}  # the peers a new class is matched against
-        self._blocks: dict[tuple[int, int, int], set[tuple]] = {}  # ipBlock cidr -> peer keys
+        # ipBlock cidr -> its peer key, or a set of them if several (one each is the common case)
+        self._blocks: dict[tuple[int, int, int], tuple | set[tuple]] = {}
         self._block_lens: dict[int, dict[int, int]] = {4: {}, 6: {}}  # version -> cidr length -> blocks
         self._entries = EntrySet()
         self._ipcache: dict[IPNetwork, IpcacheEntry] = {}
@@ -169,11 +175,13 @@ class Compiler:
             self._renamespace(ns)
         for policy in fresh:
             self._add_policy(self._policies[policy.key])
-        for policy_key, direction, index in self._dirty:  # rules whose peers' match sets moved
+        for ref in self._dirty:  # rules whose peers' match sets moved
+            policy_key, direction, index = ref
             dirty = self._policies.get(policy_key)
-            if dirty is None or (direction, index) not in dirty.rules:
+            peers = dirty.rules.get(ref) if dirty is not None else None
+            if dirty is None or peers is None:
                 continue
-            rule, peers = dirty.rules[(direction, index)]
+            rule = dirty.policy.rules(DIRECTION_NAMES[direction])[index]
             for skey in self._subjects_by_policy.get(policy_key, ()):
                 self._contribute(dirty, direction, index, rule, peers, self._subjects[skey])
         if reselect:
@@ -191,11 +199,11 @@ class Compiler:
         rec = self._policies.pop(key)
         self._by_ns[rec.policy.namespace].discard(key)
         for skey in self._subjects_by_policy.get(key, ()):
-            for direction, index in rec.rules:
+            for _, direction, index in rec.rules:
                 self._entries.remove((key, direction, index, self._subjects[skey].id))
-        for (direction, index), (_, peers) in rec.rules.items():
+        for ref, peers in rec.rules.items():
             for pk in peers:
-                self._unuse_peer(pk, (key, direction, index))
+                self._unuse_peer(pk, ref)
         gone = []
         for net in rec.prefixes:
             self._prefix_refs[net] -= 1
@@ -208,27 +216,29 @@ class Compiler:
         policy = rec.policy
         for name, direction in DIRECTIONS.items():
             for index, rule in enumerate(policy.rules(name)):
-                peers = list(dict.fromkeys(  # a peer named twice in one rule is one peer
-                    self._use_peer(policy.namespace, p, (policy.key, direction, index)) for p in rule.peers))
+                ref = (policy.key, direction, index)
+                peers = tuple(dict.fromkeys(  # a peer named twice in one rule is one peer
+                    self._use_peer(policy.namespace, p, ref) for p in rule.peers))
                 if not rule.peers and direction == DIR_EGRESS and any(
                         p.port is not None and isinstance(p.port, str) for p in rule.ports):
-                    peers = [self._use_peer("", None, (policy.key, direction, index))]
-                rec.rules[(direction, index)] = (rule, peers)
+                    peers = (self._use_peer("", None, ref),)
+                rec.rules[ref] = peers
         for skey in self._subjects_by_policy.get(policy.key, ()):  # a changed policy: same subjects
             self._select(rec, self._subjects[skey])
 
     def _select(self, rec: _Policy, subj: _Subject) -> None:
-        for (direction, index), (rule, peers) in rec.rules.items():
-            self._contribute(rec, direction, index, rule, peers, subj)
+        policy = rec.policy
+        for (_, direction, index), peers in rec.rules.items():
+            self._contribute(rec, direction, index, policy.rules(DIRECTION_NAMES[direction])[index], peers, subj)
 
-    def _contribute(self, rec: _Policy, direction: int, index: int, rule: Rule, peers: list[tuple],
+    def _contribute(self, rec: _Policy, direction: int, index: int, rule: Rule, peers: tuple[tuple, ...],
                     subj: _Subject) -> None:
         source = (rec.policy.key, direction, index, subj.id)
         if rec.policy.key not in subj.key.policies[direction]:
             return  # the policy selects the subject, but not for this direction
         self._entries.set(source, self._rule_keys(subj, direction, rule, peers), rec.cookie)
 
-    def _rule_keys(self, subj: _Subject, direction: int, rule: Rule, peers: list[tuple]) -> list[PolicyKey]:
+    def _rule_keys(self, subj: _Subject, direction: int, rule: Rule, peers: tuple[tuple, ...]) -> tuple[PolicyKey, ...]:
         out: list[PolicyKey] = []
         matched: Optional[set[int]] = None
         for port in rule.ports or (None,):
@@ -246,24 +256,29 @@ class Compiler:
             l4 = _l4(port, number)
             if l4:
                 out.extend(_keys(subj.id, direction, [ANY_IDENTITY] if not rule.peers else sorted(matched or ()), l4))
-        return out
+        return tuple(out)  # held as long as the rule applies: no list over-allocation
 
     # -- peers ----------------------------------------------------------------------------------
     def _use_peer(self, namespace: str, peer: Optional[Peer], ref: RuleRef) -> tuple:
         pk = ("", peer) if peer is None or peer.ip_block is not None else (namespace, peer)
         state = self._peers.get(pk)
         if state is None:
-            state = self._peers[pk] = _Peer(*pk)
+            state = self._peers[pk] = _Peer(pk)
             if peer is not None and peer.ip_block is not None:
                 block = peer.ip_block
-                holders = self._blocks.setdefault(net_key(block.cidr), set())
-                if not holders:
+                bkey = net_key(block.cidr)
+                holders = self._blocks.get(bkey)
+                if holders is None:
                     lens = self._block_lens[block.cidr.version]
                     lens[block.cidr.prefixlen] = lens.get(block.cidr.prefixlen, 0) + 1
-                holders.add(pk)
+                    self._blocks[bkey] = pk
+                elif isinstance(holders, set):
+                    holders.add(pk)
+                else:
+                    self._blocks[bkey] = {holders, pk}
                 for net in self._prefixes.inside(block.cidr):
                     if _in_block(block, net):
-                        state.matches.add(self.identities.get(net))
+                        state.matches = _add(state.matches, self.identities.get(net))
                         for ckey in self._classes_by_region.get(net, ()):
                             self._join(pk, state, self._classes[ckey])
             else:
@@ -271,12 +286,12 @@ class Compiler:
                 for cls in self._classes.values():
                     if self._peer_matches(state, cls):
                         self._join(pk, state, cls)
-        state.rules.add(ref)
-        return pk
+        state.rules = _add(state.rules, ref)
+        return state.key
 
     def _unuse_peer(self, pk: tuple, ref: RuleRef) -> None:
         state = self._peers[pk]
-        state.rules.discard(ref)
+        state.rules = _discard(state.rules, ref)
         if state.rules:
             return
         del self._peers[pk]
@@ -287,10 +302,14 @@ class Compiler:
                 cls.peers.discard(pk)
         if pk[1] is not None and pk[1].ip_block is not None:
             cidr = pk[1].ip_block.cidr
-            holders = self._blocks[net_key(cidr)]
-            holders.discard(pk)
-            if not holders:
-                del self._blocks[net_key(cidr)]
+            bkey = net_key(cidr)
+            holders = self._blocks[bkey]
+            if isinstance(holders, set):
+                holders.discard(pk)
+                if len(holders) == 1:
+                    self._blocks[bkey] = next(iter(holders))
+            else:
+                del self._blocks[bkey]
                 lens = self._block_lens[cidr.version]
                 lens[cidr.prefixlen] -= 1
                 if not lens[cidr.prefixlen]:
@@ -311,19 +330,20 @@ class Compiler:
         return peer.pod_selector is None or peer.pod_selector.matches(cls.labels)
 
     def _join(self, pk: tuple, state: _Peer, cls: _Class) -> None:
-        state.matches.add(cls.id)
+        state.matches = _add(state.matches, cls.id)
         cls.peers.add(pk)
-        self._dirty |= state.rules
+        self._dirty.update(state.rules)
 
     def _leave(self, pk: tuple, state: _Peer, cls: _Class) -> None:
-        state.matches.discard(cls.id)
+        state.matches = _discard(state.matches, cls.id)
         cls.peers.discard(pk)
-        self._dirty |= state.rules
+        self._dirty.update(state.rules)
 
     def _blocks_containing(self, net: IPNetwork) -> Iterable[tuple]:
         value, top = int(net.network_address), net.max_prefixlen
         for plen in [p for p in self._block_lens[net.version] if p <= net.prefixlen]:  # lengths in use only
-            for pk in self._blocks.get((net.version, plen, value >> (top - plen) << (top - plen)), ()):
+            holders = self._blocks.get((net.version, plen, value >> (top - plen) << (top - plen)), ())
+            for pk in (holders,) if type(holders) is tuple and holders else holders:
                 if _in_block(pk[1].ip_block, net):
                     yield pk
 
@@ -337,8 +357,9 @@ class Compiler:
                 continue  # removed and added back in one change
             ident = self.identities.get(net)
             for pk in list(self._blocks_containing(net)):
-                self._peers[pk].matches.discard(ident)
-                self._dirty |= self._peers[pk].rules
+                state = self._peers[pk]
+                state.matches = _discard(state.matches, ident)
+                self._dirty.update(state.rules)
             self._prefixes.remove(net)
             self.identities.release(net)
             moved |= self._pods_inside(net)
@@ -349,8 +370,9 @@ class Compiler:
             self._prefixes.add(net)
             ident = self.identities.get(net, self._ip_hint.get(net))
             for pk in self._blocks_containing(net):
-                self._peers[pk].matches.add(ident)
-                self._dirty |= self._peers[pk].rules
+                state = self._peers[pk]
+                state.matches = _add(state.matches, ident)
+                self._dirty.update(state.rules)
             moved |= self._pods_inside(net)
             self._settle_ip(net)
         return moved
@@ -360,11 +382,10 @@ class Compiler:
         if not rows:
             return set()
         lo = bisect.bisect_left(rows, int(net.network_address))
-        hi = bisect.bisect_right(rows, int(net.broadcast_address))
+        hi = bisect.bisect_right(rows, last_address(net))
         out = set()
         for value in rows[lo:hi]:
-            addr = host_prefix(_address(net.version, value))
-            out.add(self._addrs[addr][0])
+            out.add(self._addrs[host_net(net.version, value)][0])
         return out
 
     def _update_pods(self, pods: list[Pod], attachments: Mapping[str, Attachment], moved: set[str],
@@ -409,6 +430,7 @@ class Compiler:
             if old.get(net) == (ckey, ep_id):
                 continue
             cls = self._classes.get(ckey) or self._new_class(ckey, self._ip_hint.get(net))
+            ckey = cls.key  # the class's own key object: not one per address
             cls.refs += 1
             if net in self._addrs:
                 self._release_addr(net, empty)
@@ -424,7 +446,8 @@ class Compiler:
                 del rows[bisect.bisect_left(rows, int(net.network_address))]
                 self._settle_ip(net)
         if wanted:
-            self._owned[pod_key] = set(wanted)
+            if wanted.keys() != old.keys():
+                self._owned[pod_key] = tuple(wanted)
         else:
             self._owned.pop(pod_key, None)
 
@@ -512,7 +535,7 @@ class Compiler:
     def _drop_subject(self, subj: _Subject) -> None:
         for pkey in subj.key.policies[0] | subj.key.policies[1]:
             rec = self._policies.get(pkey)
-            for direction, index in rec.rules if rec is not None else ():
+            for _, direction, index in rec.rules if rec is not None else ():
                 self._entries.remove((pkey, direction, index, subj.id))
             holders = self._subjects_by_policy[pkey]
             holders.discard(subj.key)
@@ -526,7 +549,8 @@ class Compiler:
     def _settle_ip(self, net: IPNetwork) -> None:
         addr = self._addrs.get(net)
         if addr is not None:
-            entry: Optional[IpcacheEntry] = IpcacheEntry(self._classes[addr[1]].id, addr[2])
+            cls = self._classes[addr[1]]
+            entry: Optional[IpcacheEntry] = IpcacheEntry(cls.id, addr[2]) if addr[2] else cls.remote
         elif net in self._prefix_refs:
             entry = IpcacheEntry(self.identities.get(net), 0)
         else:
@@ -558,13 +582,28 @@ class Compiler:
         return {"identity": idents, "subject": {s.id: s.key for s in self._subjects.values()}}
 
 
+SMALL_SET = 8  # up to this many members a set is kept as a tuple (a set is 216 bytes even with one)
+
+
+def _add(members: tuple | set, value) -> tuple | set:
+    """``members`` with ``value``: a tuple while small, then a set (the caller stores the result)."""
+    if isinstance(members, set):
+        members.add(value)
+        return members
+    if value in members:
+        return members
+    return members + (value,) if len(members) < SMALL_SET else {*members, value}
+
+
+def _discard(members: tuple | set, value) -> tuple | set:
+    if isinstance(members, set):
+        members.discard(value)
+        return members
+    return tuple(m for m in members if m != value) if value in members else members
+
+
 def _in_block(block, net: IPNetwork) -> bool:
     return subnet_of(net, block.cidr) and not any(subnet_of(net, e) for e in block.excepts)
-
-
-def _address(version: int, value: int):
-    import ipaddress
-    return ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
 
 
 def _l4(port: Optional[PolicyPort], named_number: Optional[int]) -> list[L4Prefix]:

@@ -128,8 +128,13 @@ class PrefixSet:
         """Prefixes lying inside ``cidr`` (itself included)."""
         rows = self._sorted[cidr.version]
         lo = bisect.bisect_left(rows, (int(cidr.network_address), -1))
-        hi = bisect.bisect_right(rows, (int(cidr.broadcast_address), 129))
+        hi = bisect.bisect_right(rows, (last_address(cidr), 129))
         return [net for _, plen, net in rows[lo:hi] if plen >= cidr.prefixlen]
+
+
+def last_address(net: IPNetwork) -> int:
+    """int(net.broadcast_address), without ipaddress caching it in the network object."""
+    return int(net.network_address) | ((1 << (net.max_prefixlen - net.prefixlen)) - 1)
 
 
 def net_key(net: IPNetwork) -> tuple[int, int, int]:
