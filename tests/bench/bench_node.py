@@ -171,6 +171,7 @@ def measure(stacks: dict, image: str, work: str, opts) -> dict:
     time.sleep(SETTLE_S)
     for name, rt in stacks.items():
         res[name]["idle"] = memory_kib(rt.pids())
+        res[name]["idle-processes"] = [(_process_name(pid), memory_kib([pid])) for pid in rt.pids()]
     for name, rt in stacks.items():
         density(clients[name], image, logs[name], opts.density)
         time.sleep(SETTLE_S)
@@ -309,6 +310,22 @@ def netpol_table(res: dict, opts) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _process_name(pid: int) -> str:
+    """The daemon a process is: its command's first podwire-ish word (or the program)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return str(pid)
+    for arg in argv:
+        base = os.path.basename(arg)
+        if base.startswith(("podwire", "containerd", "conmon")) or arg in ("cni.daemon.main", "netpol.cli"):
+            return base
+    if "-m" in argv and argv.index("-m") + 1 < len(argv):
+        return argv[argv.index("-m") + 1]
+    return os.path.basename(argv[0]) if argv else str(pid)
+
+
 def _verdict(ratio: float, goal: float) -> str:
     return "met" if ratio <= goal else f"missed by {(ratio / goal - 1) * 100:.0f}%"
 
@@ -349,6 +366,11 @@ def table(res: dict, opts) -> str:
             a, b = pw[key][i] / 1024, theirs[i] / 1024
             goal = f"≤ {MEMORY_GOALS[key]} ({_verdict(a / b, MEMORY_GOALS[key])})" if metric == "RSS" else ""
             lines.append(f"| {key} ({pn} / {cn} processes) | {metric} | {a:.1f} | {b:.1f} | {a / b:.2f} | {goal} |")
+    lines += ["", "Idle, per process (MiB; where the idle figure goes):", "",
+              "| stack | process | RSS | PSS | USS |", "|---|---|---|---|---|"]
+    for stack in ("podwire", "containerd"):
+        for proc, (rss, pss, uss, _) in res[stack].get("idle-processes", []):
+            lines.append(f"| {stack} | {proc} | {rss / 1024:.1f} | {pss / 1024:.1f} | {uss / 1024:.1f} |")
     return "\n".join(lines) + "\n"
 
 
