@@ -11,6 +11,7 @@ paths it checks are the ones cri.toml and the CNI plugin already name.
   runtimes.py   runc and conmon: present, and new enough
   cniconf.py    podwire's conflist is the one runtimes pick (first in lexical order)
   plugins.py    the plugins that conflist chains, where containerd and CRI-O look
+  masquerade.py the conflist's ipMasq against podwire-cnid's routing between nodes
   sockets.py    owners and modes of the sockets under /run/podwire
   sysctls.py    IP forwarding, rp_filter
   diskspace.py  free space and inodes in the state directories

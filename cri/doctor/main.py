@@ -12,13 +12,14 @@ import sys
 from typing import Callable, Optional
 
 from .. import config as cri_config
-from . import cgroups, cniconf, diskspace, kernel, node as node_mod, plugins, report, runtimes, sockets, sysctls
+from . import (cgroups, cniconf, diskspace, kernel, masquerade, node as node_mod, plugins, report, runtimes, sockets,
+               sysctls)
 from .node import Node
 
 # In the order the report lists them within a status.
 FAMILIES: tuple[tuple[str, Callable[[Node], list[report.Finding]]], ...] = (
     ("kernel", kernel.check), ("cgroup", cgroups.check), ("runtime", runtimes.check),
-    ("cni", cniconf.check), ("cni", plugins.check), ("socket", sockets.check),
+    ("cni", cniconf.check), ("cni", plugins.check), ("cni", masquerade.check), ("socket", sockets.check),
     ("sysctl", sysctls.check), ("disk", diskspace.check),
 )
 

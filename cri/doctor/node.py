@@ -78,12 +78,18 @@ class Node:
         return self.cni_conf_dir or self.cri_or_default.cni_conf_dir
 
     @functools.cached_property
-    def cnid_socket(self) -> str:
+    def cnid_settings(self) -> dict:
+        """cnid.toml as podwire-cnid reads it; {} when missing or broken (podwire-cnid refuses to
+        start on a broken file anyway)."""
         try:
             with open(self.path(self.cnid_config), "rb") as f:
-                return str(tomllib.load(f).get("socket", CNID_SOCKET))
+                return tomllib.load(f)
         except (OSError, tomllib.TOMLDecodeError):
-            return CNID_SOCKET      # podwire-cnid refuses to start on a broken file anyway
+            return {}
+
+    @property
+    def cnid_socket(self) -> str:
+        return str(self.cnid_settings.get("socket", CNID_SOCKET))
 
     @property
     def netpol_cni_socket(self) -> str:

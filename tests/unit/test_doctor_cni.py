@@ -124,3 +124,36 @@ def test_podwire_not_installed(tree):
     tree.remove("/opt/cni/bin/podwire-ipam")
     found = plugin_findings(tree)["cni.executables"]
     assert found.status == BLOCKER and found.summary == "podwire-ipam not in /opt/cni/bin"
+
+
+def masquerade(tree: Tree):
+    from cri.doctor import masquerade as masq_check
+    return masq_check.check(tree.node())
+
+
+def test_ipmasq_is_the_conflists_business_without_routing(tree):
+    [found] = masquerade(tree)
+    assert found.status == OK and "ipMasq decides masquerading (on)" in found.summary
+
+
+@pytest.mark.parametrize("routing", ["host-gw", "vxlan"])
+def test_ipmasq_with_routing_between_nodes_is_a_warning(tree, routing):
+    tree.write("/etc/podwire/cnid.toml", f'node_name = "n1"\nrouting = "{routing}"\n')
+    [found] = masquerade(tree)
+    assert found.status == WARNING and routing in found.summary and "ipMasq: true" in found.summary
+    assert '"ipMasq": false' in found.fix
+
+
+def test_routing_with_ipmasq_off_is_fine(tree):
+    tree.write("/etc/podwire/cnid.toml", 'node_name = "n1"\nrouting = "host-gw"\n')
+    shipped = json.loads(SHIPPED_CONFLIST.read_text())
+    for plugin in shipped["plugins"]:
+        plugin.pop("ipMasq", None)
+    tree.write("/etc/cni/net.d/10-podwire.conflist", json.dumps(shipped))
+    [found] = masquerade(tree)
+    assert found.status == OK and "routing host-gw" in found.summary
+
+
+def test_a_broken_cnid_toml_reads_as_no_routing(tree):
+    tree.write("/etc/podwire/cnid.toml", "routing = ")
+    assert masquerade(tree)[0].status == OK
