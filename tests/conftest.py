@@ -171,6 +171,17 @@ def cni_mode(request, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def podwire_bin_dir(tmp_path_factory) -> str:
+    """podwire's two executables as `make install` writes them, and nothing else (tests that
+    need the reference plugins next to them use cni_bin)."""
+    from cni.install import write_wrappers
+
+    path = tmp_path_factory.mktemp("podwire-bin")
+    write_wrappers(str(path), sys.executable)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
 def cni_bin(cni_mode, tmp_path_factory) -> str:
     """A CNI bin dir: podwire's executables (as `make install` writes them) plus
     symlinks to the reference plugins from containernetworking-plugins."""

@@ -7,12 +7,10 @@ import concurrent.futures
 import json
 import random
 import subprocess
-import sys
 import time
 
 import pytest
 
-from cni.install import write_wrappers
 from cni.plugin.naming import host_veth_name, is_retired, parse_alias
 from cnitest import Daemon, Network, ping, unique
 from conftest import needs_root
@@ -21,10 +19,8 @@ pytestmark = needs_root
 
 
 @pytest.fixture(scope="module")
-def bin_dir(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("bin")
-    write_wrappers(str(path), sys.executable)
-    return str(path)
+def bin_dir(podwire_bin_dir) -> str:
+    return podwire_bin_dir
 
 
 @pytest.fixture

@@ -9,13 +9,11 @@ import os
 import random
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
 
 from cni.daemon import wire
-from cni.install import write_wrappers
 from cni.plugin.naming import host_veth_name
 from cnitest import Daemon, Network, host_snapshot, leases, run_plugin, unique
 from conftest import needs_root
@@ -24,10 +22,8 @@ pytestmark = needs_root
 
 
 @pytest.fixture(scope="module")
-def bin_dir(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("bin")
-    write_wrappers(str(path), sys.executable)
-    return str(path)
+def bin_dir(podwire_bin_dir) -> str:
+    return podwire_bin_dir
 
 
 @pytest.fixture

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 import random
-import sys
 import time
 
 import pytest
 
-from cni.install import write_wrappers
 from cnitest import Daemon, Network, unique
 from conftest import needs_root
 from metricstest import get, scrape, total
@@ -19,10 +17,8 @@ pytestmark = needs_root
 
 
 @pytest.fixture(scope="module")
-def bin_dir(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("bin")
-    write_wrappers(str(path), sys.executable)
-    return str(path)
+def bin_dir(podwire_bin_dir) -> str:
+    return podwire_bin_dir
 
 
 @pytest.fixture

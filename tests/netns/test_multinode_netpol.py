@@ -52,11 +52,8 @@ while True:
 
 
 @pytest.fixture(scope="module")
-def bin_dir(tmp_path_factory) -> str:
-    from cni.install import write_wrappers
-    path = tmp_path_factory.mktemp("mnp-bin")
-    write_wrappers(str(path), sys.executable)
-    return str(path)
+def bin_dir(podwire_bin_dir) -> str:
+    return podwire_bin_dir
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ and each leaves the bed as it found it (n1 and n2 up, n3 absent from the API).
 from __future__ import annotations
 
 import signal
-import sys
 
 import pytest
 
@@ -19,11 +18,8 @@ MODES = {"host-gw": "l2", "vxlan": "routed"}
 
 
 @pytest.fixture(scope="module")
-def bin_dir(tmp_path_factory) -> str:
-    from cni.install import write_wrappers
-    path = tmp_path_factory.mktemp("mn-bin")
-    write_wrappers(str(path), sys.executable)
-    return str(path)
+def bin_dir(podwire_bin_dir) -> str:
+    return podwire_bin_dir
 
 
 @pytest.fixture(scope="module", params=list(MODES))

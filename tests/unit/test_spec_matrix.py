@@ -10,7 +10,6 @@ import io
 import ipaddress
 import json
 import os
-import sys
 
 import pytest
 
@@ -111,12 +110,8 @@ def test_skel_version_answer(v):
 # --- the real podwire-ipam executable -------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def bin_dir(tmp_path_factory) -> str:
-    """podwire's executables as `make install` writes them (no reference plugins needed)."""
-    from cni.install import write_wrappers
-    path = tmp_path_factory.mktemp("spec-bin")
-    write_wrappers(str(path), sys.executable)
-    return str(path)
+def bin_dir(podwire_bin_dir) -> str:
+    return podwire_bin_dir
 
 
 @pytest.fixture
