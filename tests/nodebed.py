@@ -67,7 +67,7 @@ class Node:
         self.agent = None  # a netpolnet.AgentProcess once start_agent() ran
 
     # -- the daemon ------------------------------------------------------------------------------
-    def start(self, mode: str | None = None, timeout: float = 30, wait: bool = True) -> "Node":
+    def start(self, mode: str | None = None, timeout: float = 30, wait: bool = True, *extra: str) -> "Node":
         mode = mode or self.bed.mode
         kubeconfig = self.bed.stub.kubeconfig(os.path.join(self.workdir, "kubeconfig"), netns=self.ns)
         log = open(os.path.join(self.workdir, "cnid.log"), "ab")
@@ -75,7 +75,7 @@ class Node:
             [*in_netns(self.ns), sys.executable, "-m", "cni.daemon", "serve",
              "--socket", self.socket, "--config", os.path.join(self.workdir, "none.toml"),
              "--pod-cidrs-file", self.cidrs_file, "--metrics-address", "", "--node-name", self.name,
-             "--kubeconfig", kubeconfig, "--routing", mode], stdout=log, stderr=log, cwd=ROOT)
+             "--kubeconfig", kubeconfig, "--routing", mode, *extra], stdout=log, stderr=log, cwd=ROOT)
         log.close()
         if wait:
             self.wait_ready(timeout)
@@ -148,6 +148,10 @@ class Node:
                       check=False)
             out |= {line.split()[0] for line in text.splitlines() if line.strip()}
         return out
+
+    def vxlan_details(self) -> str:
+        """`ip -d link show podwire.vxlan`: the device's id, local address, port..."""
+        return sh("ip", "-n", self.ns, "-d", "link", "show", "podwire.vxlan", check=False)
 
     def has_link(self, name: str) -> bool:
         return subprocess.run(["ip", "-n", self.ns, "link", "show", name], capture_output=True).returncode == 0

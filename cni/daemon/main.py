@@ -39,7 +39,7 @@ DEFAULTS = {"socket": DEFAULT_SOCKET, "workers": 32, "request_timeout": 120.0, "
             "node_name": "", "kubeconfig": "", "pod_cidrs_file": nodecidr.DEFAULT_PATH, "log_level": "info",
             "log_format": logs.DEFAULT_FORMAT, "metrics_address": CNID_ADDRESS,
             "routing": "none", "vxlan_vni": DEFAULT_VNI, "vxlan_port": DEFAULT_PORT, "masquerade": True,
-            "reap_delay": 0.0}
+            "routing_resync": 60.0, "reap_delay": 0.0}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -64,6 +64,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--vxlan-port", type=int, help=f"the overlay's UDP port (default {DEFAULT_PORT})")
     parser.add_argument("--masquerade", action=argparse.BooleanOptionalAction,
                         help="with routing: masquerade pod traffic leaving the cluster's pod CIDRs (default on)")
+    parser.add_argument("--routing-resync", type=float, help="with routing: seconds between full reconciles "
+                                                              "without any Node change (default 60)")
     parser.add_argument("--reap-delay", type=float, help="seconds a veth retired by DEL waits before "
                                                           "the kernel deletes it (default 0)")
     opts = parser.parse_args(argv)
@@ -79,6 +81,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             raise ValueError(f"routing must be one of {', '.join(MODES)}, not {opts.routing!r}")
         if opts.routing != "none" and not opts.node_name:
             raise ValueError(f"routing {opts.routing!r} needs node_name (this node's Node object)")
+        resync = opts.routing_resync
+        if isinstance(resync, bool) or not isinstance(resync, (int, float)) or not resync > 0:
+            raise ValueError(f"routing_resync must be a positive number of seconds, not {opts.routing_resync!r}")
         if not 1 <= opts.vxlan_vni < 1 << 24 or not 1 <= opts.vxlan_port <= 65535:
             raise ValueError("vxlan_vni must be 1..16777215 and vxlan_port 1..65535")
     except ValueError as exc:
@@ -178,7 +183,8 @@ def _routing(opts: argparse.Namespace):
     from .nodes.watch import NodeWatcher
 
     router = NodeRouter(opts.routing, opts.node_name, nodecidr.mtu_path(opts.pod_cidrs_file),
-                        vni=opts.vxlan_vni, port=opts.vxlan_port, masquerade=opts.masquerade)
+                        vni=opts.vxlan_vni, port=opts.vxlan_port, masquerade=opts.masquerade,
+                        resync_s=opts.routing_resync)
     if opts.routing == "none":
         return router, None
     return router, NodeWatcher.from_kubeconfig(opts.kubeconfig, router.update)

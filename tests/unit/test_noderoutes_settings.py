@@ -29,6 +29,22 @@ def test_routing_settings_from_cnid_toml(tmp_path):
         main.parse_args(["--config", str(conf)])
 
 
+def test_routing_resync_is_a_positive_number_of_seconds(tmp_path):
+    absent = ["--config", str(tmp_path / "absent.toml")]
+    assert main.parse_args(absent).routing_resync == 60.0
+    assert main.parse_args([*absent, "--routing-resync", "2.5"]).routing_resync == 2.5
+    conf = tmp_path / "cnid.toml"
+    conf.write_text("routing_resync = 0\n")
+    with pytest.raises(SystemExit):
+        main.parse_args(["--config", str(conf)])
+    with pytest.raises(SystemExit):
+        main.parse_args([*absent, "--routing-resync", "-1"])
+    for bad in ('"60"', "true"):
+        conf.write_text(f"routing_resync = {bad}\n")
+        with pytest.raises(SystemExit):
+            main.parse_args(["--config", str(conf)])
+
+
 def test_health_says_why_routing_is_not_ready(tmp_path):
     router = NodeRouter("host-gw", "n1", str(tmp_path / "mtu"))
     assert router.problem() == "routing: Node objects not listed yet"
