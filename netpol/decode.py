@@ -71,12 +71,15 @@ class _Decoder:
         if isinstance(kind, list):
             if not isinstance(value, list):
                 return self._type_error(value, kind, path, struct)
-            return [self.value(v, kind[0], path, struct) for v in value]
+            out = [self.value(v, kind[0], path, struct) for v in value]
+            return value if all(a is b for a, b in zip(out, value)) else out
         if kind in _STRUCTS:
             return self.struct(value, kind, path, struct)
         if kind == "map[string]string":
             if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
                 return self._type_error(value, kind, path, struct)
+            if all(type(k) is str for k in value):
+                return value
             return {str(k): v for k, v in value.items()}
         if kind in _STRINGS:
             return value if isinstance(value, str) else self._type_error(value, kind, path, struct)
@@ -91,13 +94,15 @@ class _Decoder:
         if not isinstance(value, dict):
             return self._type_error(value, kind, path, outer)
         out = {}
+        same = True  # nothing decoded differently: the value itself is returned (no copy)
         for key, item in value.items():
-            child = f"{path}.{key}" if path else key
             if key not in fields:
-                self.unknown.append(f'unknown field "{child}"')
+                self.unknown.append(f'unknown field "{f"{path}.{key}" if path else key}"')
+                same = False
                 continue
-            out[key] = self.value(item, fields[key], child, name)
-        return out
+            decoded = out[key] = self.value(item, fields[key], f"{path}.{key}" if path else key, name)
+            same = same and decoded is item
+        return value if same else out
 
     def _int32(self, value: Any, kind: str, path: str, struct: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value \
@@ -112,7 +117,8 @@ class _Decoder:
 
 
 def decode_spec(spec: Any) -> dict:
-    """The spec as plain dicts/lists with nulls dropped, or DecodeErrors."""
+    """The spec as plain dicts/lists, or DecodeErrors.  Parts that decode to themselves are
+    not copied (the result shares them with ``spec``: read it, never change it)."""
     decoder = _Decoder()
     out = decoder.struct(spec if spec is not None else {}, "NetworkPolicySpec", "spec", "NetworkPolicy")
     if decoder.type_errors:

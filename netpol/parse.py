@@ -14,7 +14,7 @@ from . import validation as v
 from .decode import DecodeErrors, decode_spec
 from .errors import InvalidPolicy
 from .model import (EGRESS, INGRESS, PROTOCOLS, IPBlock, IPNetwork, LabelSelector, NetworkPolicy, Peer,
-                    PolicyPort, Requirement, Rule, subnet_of)
+                    PolicyPort, Requirement, Rule, compact_net, subnet_of)
 
 API_VERSION = "networking.k8s.io/v1"
 KIND = "NetworkPolicy"
@@ -35,6 +35,10 @@ def shared_parts() -> Iterator[None]:
         yield
     finally:
         _shared.reset(token)
+        if _shared.get() is None:
+            # validation's cidr cache served this manifest (validation and the model parse each
+            # cidr); its networks and texts are not kept past it (the model holds compact ones)
+            v.parse_cidr.cache_clear()
 
 
 def _one(table: dict, value):
@@ -203,10 +207,10 @@ def _rule(rule: dict, peers_key: str, table: dict) -> Rule:
 
 
 def _valid_cidr(text: str) -> IPNetwork:
-    """A CIDR that validation has already accepted."""
+    """A CIDR that validation has already accepted, held compactly (model.HostPrefix)."""
     cidr = v.parse_cidr(text)
     assert cidr is not None, text
-    return cidr
+    return compact_net(cidr)
 
 
 def _peer(peer: dict, table: dict) -> Peer:

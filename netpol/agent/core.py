@@ -195,7 +195,7 @@ class Agent:
             results.extend(_apply_services(state, services, source, prune))
             for policy in policies:
                 raw, old = raws[policy.key], state.policies.get(policy.key)
-                if old is not None and old.manifest == raw and old.source == source:
+                if old is not None and old.source == source and old.same_manifest(raw):
                     results.append(PolicyResult(policy.namespace, policy.name, "unchanged"))
                     continue
                 cookie = old.cookie if old else self._allocate_cookie(state)
@@ -231,7 +231,8 @@ class Agent:
         keys = self.policy_keys(namespace) if all_in_namespace else [f"{namespace or 'default'}/{n}" for n in names]
         services: list[str] = []
         if manifest:
-            parsed = parse_manifest(manifest, "manifest", namespace or "default")
+            with shared_parts():  # (and validation's cidr cache is not kept after it)
+                parsed = parse_manifest(manifest, "manifest", namespace or "default")
             keys += [p.key for p in parsed.policies]
             services = list(parsed.services)
         results = self.delete_policies(keys, ignore_not_found or all_in_namespace)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import zlib
 from typing import Optional
 
 from cni import atomic
@@ -24,12 +25,42 @@ from ..parse import parse_policy, shared_parts
 from ..services import Service, service_from_dict, service_to_dict
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class PolicyRecord:
+    """policy, manifest (the object as applied, as canonical JSON), source, cookie (index of its
+    counter in pw_policy_stats).  Immutable.  The manifest is held zlib-compressed: a 10,000-rule
+    policy's JSON is ~350 KiB, compressed a few KiB."""
+
+    __slots__ = ("policy", "_packed", "source", "cookie")
     policy: NetworkPolicy
-    manifest: str    # the object as applied, as canonical JSON (a tenth of the dicts' memory)
     source: str
-    cookie: int      # index of its counter in pw_policy_stats
+    cookie: int
+
+    def __init__(self, policy: NetworkPolicy, manifest: str, source: str, cookie: int):
+        for name, value in (("policy", policy), ("_packed", zlib.compress(manifest.encode(), 1)),
+                            ("source", source), ("cookie", cookie)):
+            object.__setattr__(self, name, value)
+
+    @property
+    def manifest(self) -> str:
+        return zlib.decompress(self._packed).decode()
+
+    def same_manifest(self, manifest: str) -> bool:
+        return zlib.compress(manifest.encode(), 1) == self._packed  # deterministic within a process
+
+    def __setattr__(self, name, value):
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __eq__(self, other) -> bool:
+        if type(other) is not PolicyRecord:
+            return NotImplemented
+        return (self.policy, self._packed, self.source, self.cookie) == (
+            other.policy, other._packed, other.source, other.cookie)
+
+    def __hash__(self) -> int:
+        return hash((self.policy, self._packed, self.source, self.cookie))
+
+    def __repr__(self) -> str:
+        return f"PolicyRecord(policy={self.policy!r}, source={self.source!r}, cookie={self.cookie!r})"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

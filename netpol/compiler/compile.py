@@ -36,7 +36,24 @@ from .ports import range_prefixes
 
 L4Prefix = tuple[int, int, int]  # (proto, port, l4_bits)
 ALL_L4: list[L4Prefix] = [(0, 0, 0)]
-RuleRef = tuple[str, int, int]  # (policy key, direction, rule index)
+# A rule is named by one int (a tuple of three was ~120 bytes a rule): its policy's serial number in
+# this compiler, its direction and its index.  Its contribution to a subject's entries (the EntrySet's
+# source) is that number with the subject's id below it.
+RuleRef = int
+INDEX_BITS, SUBJECT_BITS = 32, 32
+
+
+def rule_ref(serial: int, direction: int, index: int) -> RuleRef:
+    return (serial << 1 | direction) << INDEX_BITS | index
+
+
+def ref_parts(ref: RuleRef) -> tuple[int, int, int]:
+    """(policy serial, direction, index)"""
+    return ref >> (INDEX_BITS + 1), ref >> INDEX_BITS & 1, ref & ((1 << INDEX_BITS) - 1)
+
+
+def source_of(ref: RuleRef, subject: int) -> int:
+    return ref << SUBJECT_BITS | subject
 ALL_PODS = ("", None)           # the peer of an egress rule with a named port and no peers: every pod
 DIRECTION_NAMES = {d: name for name, d in DIRECTIONS.items()}
 IDLE_SUBJECTS = 64              # subjects kept (entries and all) after their last endpoint went
@@ -89,11 +106,11 @@ class _Peer:
 
 
 class _Policy:
-    __slots__ = ("policy", "cookie", "rules", "prefixes")
+    __slots__ = ("policy", "cookie", "serial", "rules", "prefixes")
 
-    def __init__(self, policy: NetworkPolicy, cookie: int):
-        self.policy, self.cookie = policy, cookie
-        # (policy key, direction, index) -> the rule's peer keys; the key is the rule's one RuleRef
+    def __init__(self, policy: NetworkPolicy, cookie: int, serial: int):
+        self.policy, self.cookie, self.serial = policy, cookie, serial  # serial: never reused by a compiler
+        # rule_ref(serial, direction, index) -> the rule's peer keys
         self.rules: dict[RuleRef, tuple[tuple, ...]] = {}
         self.prefixes = policy_prefixes(policy)
 
@@ -112,6 +129,8 @@ class Compiler:
             self.subject_ids.reserve_below(max([0, *self._subject_hint.values()]) + 1)
         self._namespaces: dict[str, dict[str, str]] = {}
         self._policies: dict[str, _Policy] = {}
+        self._by_serial: dict[int, _Policy] = {}
+        self._serials = 0
         self._by_ns: dict[str, set[str]] = {}                  # namespace -> policy keys
         self._pods: dict[str, tuple[Pod, Optional[Attachment]]] = {}
         self._addrs: dict[IPNetwork, tuple[str, ClassKey, int]] = {}  # pod address -> (pod, class, ep_id)
@@ -133,7 +152,7 @@ class Compiler:
         # ipBlock cidr -> its peer key, or a set of them if several (one each is the common case)
         self._blocks: dict[tuple[int, int, int], tuple | set[tuple]] = {}
         self._block_lens: dict[int, dict[int, int]] = {4: {}, 6: {}}  # version -> cidr length -> blocks
-        self._entries = EntrySet()
+        self._entries = EntrySet(lambda source: self._by_serial[source >> (SUBJECT_BITS + INDEX_BITS + 1)].cookie)
         self._ipcache: dict[IPNetwork, IpcacheEntry] = {}
         self._ipcache_changes: set[IPNetwork] = set()
         self._dirty: set[RuleRef] = set()
@@ -163,7 +182,9 @@ class Compiler:
         fresh = [p for k, p in current.items() if k not in self._policies]
         reselect.update(p.namespace for p in fresh if p.key not in stale)
         for policy in fresh:
-            rec = self._policies[policy.key] = _Policy(policy, cookies.get(policy.key, 0))
+            self._serials += 1
+            rec = self._policies[policy.key] = _Policy(policy, cookies.get(policy.key, 0), self._serials)
+            self._by_serial[rec.serial] = rec
             self._by_ns.setdefault(policy.namespace, set()).add(policy.key)
             for net in rec.prefixes:
                 self._prefix_refs[net] = self._prefix_refs.get(net, 0) + 1
@@ -176,14 +197,14 @@ class Compiler:
         for policy in fresh:
             self._add_policy(self._policies[policy.key])
         for ref in self._dirty:  # rules whose peers' match sets moved
-            policy_key, direction, index = ref
-            dirty = self._policies.get(policy_key)
+            serial, direction, index = ref_parts(ref)
+            dirty = self._by_serial.get(serial)
             peers = dirty.rules.get(ref) if dirty is not None else None
             if dirty is None or peers is None:
                 continue
             rule = dirty.policy.rules(DIRECTION_NAMES[direction])[index]
-            for skey in self._subjects_by_policy.get(policy_key, ()):
-                self._contribute(dirty, direction, index, rule, peers, self._subjects[skey])
+            for skey in self._subjects_by_policy.get(dirty.policy.key, ()):
+                self._contribute(dirty, ref, rule, peers, self._subjects[skey])
         if reselect:
             touched |= {k for k in self._local if self._pods[k][0].namespace in reselect}
         for key in touched:
@@ -199,8 +220,9 @@ class Compiler:
         rec = self._policies.pop(key)
         self._by_ns[rec.policy.namespace].discard(key)
         for skey in self._subjects_by_policy.get(key, ()):
-            for _, direction, index in rec.rules:
-                self._entries.remove((key, direction, index, self._subjects[skey].id))
+            subject = self._subjects[skey].id
+            for ref in rec.rules:
+                self._entries.remove(source_of(ref, subject))
         for ref, peers in rec.rules.items():
             for pk in peers:
                 self._unuse_peer(pk, ref)
@@ -210,13 +232,14 @@ class Compiler:
             if not self._prefix_refs[net]:
                 del self._prefix_refs[net]
                 gone.append(net)
+        del self._by_serial[rec.serial]  # after its entries went (their cookies are read through it)
         return gone
 
     def _add_policy(self, rec: _Policy) -> None:
         policy = rec.policy
         for name, direction in DIRECTIONS.items():
             for index, rule in enumerate(policy.rules(name)):
-                ref = (policy.key, direction, index)
+                ref = rule_ref(rec.serial, direction, index)
                 peers = tuple(dict.fromkeys(  # a peer named twice in one rule is one peer
                     self._use_peer(policy.namespace, p, ref) for p in rule.peers))
                 if not rule.peers and direction == DIR_EGRESS and any(
@@ -228,15 +251,15 @@ class Compiler:
 
     def _select(self, rec: _Policy, subj: _Subject) -> None:
         policy = rec.policy
-        for (_, direction, index), peers in rec.rules.items():
-            self._contribute(rec, direction, index, policy.rules(DIRECTION_NAMES[direction])[index], peers, subj)
+        for ref, peers in rec.rules.items():
+            _, direction, index = ref_parts(ref)
+            self._contribute(rec, ref, policy.rules(DIRECTION_NAMES[direction])[index], peers, subj)
 
-    def _contribute(self, rec: _Policy, direction: int, index: int, rule: Rule, peers: tuple[tuple, ...],
-                    subj: _Subject) -> None:
-        source = (rec.policy.key, direction, index, subj.id)
+    def _contribute(self, rec: _Policy, ref: RuleRef, rule: Rule, peers: tuple[tuple, ...], subj: _Subject) -> None:
+        direction = ref >> INDEX_BITS & 1
         if rec.policy.key not in subj.key.policies[direction]:
             return  # the policy selects the subject, but not for this direction
-        self._entries.set(source, self._rule_keys(subj, direction, rule, peers), rec.cookie)
+        self._entries.set(source_of(ref, subj.id), self._rule_keys(subj, direction, rule, peers), rec.cookie)
 
     def _rule_keys(self, subj: _Subject, direction: int, rule: Rule, peers: tuple[tuple, ...]) -> tuple[PolicyKey, ...]:
         out: list[PolicyKey] = []
@@ -535,8 +558,8 @@ class Compiler:
     def _drop_subject(self, subj: _Subject) -> None:
         for pkey in subj.key.policies[0] | subj.key.policies[1]:
             rec = self._policies.get(pkey)
-            for _, direction, index in rec.rules if rec is not None else ():
-                self._entries.remove((pkey, direction, index, subj.id))
+            for ref in rec.rules if rec is not None else ():
+                self._entries.remove(source_of(ref, subj.id))
             holders = self._subjects_by_policy[pkey]
             holders.discard(subj.key)
             if not holders:

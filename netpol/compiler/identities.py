@@ -27,9 +27,9 @@ so an unchanged state compiles to unchanged maps.
 from __future__ import annotations
 
 import bisect
-from typing import Hashable, Iterable, NamedTuple, Optional
+from typing import Hashable, Iterable, NamedTuple, Optional, cast
 
-from ..model import IPNetwork, NamedPort, Pod
+from ..model import HostPrefix, IPNetwork, NamedPort, Pod
 from .entries import FIRST_IDENTITY
 
 
@@ -65,21 +65,33 @@ class IdentityAllocator:
 
     def __init__(self, seed: Optional[dict[Hashable, int]] = None, floor: int = FIRST_IDENTITY):
         self._ids: dict[Hashable, int] = dict(seed or {})
-        self._taken: set[int] = set(self._ids.values())
+        self._taken = bytearray()  # a bit per number handed out (a set of ints: ~50 bytes each)
+        for ident in self._ids.values():
+            self._take(ident)
         self._floor = floor
         self._next = max([floor, *(i + 1 for i in self._ids.values())])
 
     def get(self, key: Hashable, hint: Optional[int] = None) -> int:
         ident = self._ids.get(key)
         if ident is None:
-            if hint is not None and hint not in self._taken and self._floor <= hint < self._next:
+            if hint is not None and self._floor <= hint < self._next and not self._is_taken(hint):
                 ident = hint  # a number the pinned maps used before a restart
             else:
                 ident = self._next
                 self._next += 1
             self._ids[key] = ident
-            self._taken.add(ident)
+            self._take(ident)
         return ident
+
+    def _take(self, ident: int) -> None:
+        byte = ident >> 3
+        if byte >= len(self._taken):
+            self._taken.extend(bytes(byte + 1 - len(self._taken) + len(self._taken) // 2))
+        self._taken[byte] |= 1 << (ident & 7)
+
+    def _is_taken(self, ident: int) -> bool:
+        byte = ident >> 3
+        return byte < len(self._taken) and bool(self._taken[byte] & (1 << (ident & 7)))
 
     def release(self, key: Hashable) -> None:
         self._ids.pop(key, None)  # the number stays taken: never reused
@@ -142,7 +154,4 @@ def net_key(net: IPNetwork) -> tuple[int, int, int]:
 
 
 def _network(version: int, value: int, plen: int) -> IPNetwork:
-    import ipaddress
-    if version == 4:
-        return ipaddress.IPv4Network((value, plen))
-    return ipaddress.IPv6Network((value, plen))
+    return cast(IPNetwork, HostPrefix(version, value, plen))
