@@ -72,7 +72,7 @@ class _Decoder:
             if not isinstance(value, list):
                 return self._type_error(value, kind, path, struct)
             out = [self.value(v, kind[0], path, struct) for v in value]
-            return value if all(a is b for a, b in zip(out, value)) else out
+            return value if all(a is b for a, b in zip(out, value, strict=True)) else out
         if kind in _STRUCTS:
             return self.struct(value, kind, path, struct)
         if kind == "map[string]string":

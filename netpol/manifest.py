@@ -11,7 +11,7 @@ import dataclasses
 import gc
 import json
 import threading
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import yaml
 from yaml.events import (DocumentEndEvent, DocumentStartEvent, MappingEndEvent, MappingStartEvent,
@@ -57,6 +57,8 @@ def gc_paused() -> Iterator[None]:
 class Manifest:
     policies: list[NetworkPolicy] = dataclasses.field(default_factory=list)
     objects: dict[str, dict] = dataclasses.field(default_factory=dict)  # policy key -> the object as given
+    # policy key -> the object as given, as canonical JSON (instead of objects: see parse_manifest)
+    raws: dict[str, str] = dataclasses.field(default_factory=dict)
     namespaces: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
     services: dict[str, Service] = dataclasses.field(default_factory=dict)  # by key
 
@@ -75,13 +77,15 @@ def _load_documents(text: str, source: str) -> list[dict]:
             docs = [d for d in yaml.load_all(text, Loader=_LOADER) if d is not None]
     except yaml.YAMLError as exc:
         raise InvalidPolicy(f"error parsing {source}: error converting YAML to JSON: {_yaml_reason(exc)}") from None
-    out: list[dict] = []
+    return list(_expand_lists(docs))
+
+
+def _expand_lists(docs: Iterable) -> Iterator:
     for doc in docs:
         if isinstance(doc, dict) and doc.get("kind") in ("List", "NetworkPolicyList", "ServiceList"):
-            out.extend(i for i in doc.get("items") or [] if i is not None)
+            yield from (i for i in doc.get("items") or [] if i is not None)
         else:
-            out.append(doc)
-    return out
+            yield doc
 
 
 def _json_documents(text: str) -> Optional[list]:
@@ -115,17 +119,44 @@ def _plain_yaml_documents(text: str) -> Optional[list]:
     error, returns None: the caller then runs PyYAML's loader, whose result or error stands."""
     loader = _LOADER(text)
     try:
-        return _build_documents(loader)
+        return [d for d in _build_documents(loader) if d is not None]
     except Exception:  # noqa: BLE001 -- _NotPlain, or a YAML error the full loader will report
         return None
     finally:
         loader.dispose()
 
 
-def _build_documents(loader) -> list:
+class _Restart(Exception):
+    """The streamed documents need PyYAML's loader after all (see _streamed_documents)."""
+
+
+def _streamed_documents(text: str) -> Iterator:
+    """What _load_documents returns, one document at a time as libyaml's events complete it, so
+    a document can be done with (and freed) before the next is built.  Raises _Restart where
+    _plain_yaml_documents would return None (the caller then starts again with _load_documents,
+    whose result or error stands)."""
+    loader = _LOADER(text)
+    try:
+        roots = _build_documents(loader)
+        while True:
+            try:
+                doc = next(roots)
+            except StopIteration:
+                return
+            except Exception:  # noqa: BLE001 -- _NotPlain, or a YAML error the full loader will report
+                raise _Restart from None
+            if doc is not None:
+                yield from _expand_lists((doc,))
+            doc = None
+    finally:
+        loader.dispose()
+
+
+def _build_documents(loader) -> Iterator:
+    """The documents' roots, each as soon as it is complete."""
     get_event = loader.get_event
     scalars: dict = {}  # (text, implicit) -> value
-    docs: list = []
+    frame = container = None
     stack: list = []    # [container, key or _KEY] of each open mapping/sequence, innermost last
     get_event()  # StreamStartEvent
     while True:
@@ -145,16 +176,21 @@ def _build_documents(loader) -> list:
             value = {} if kind is MappingStartEvent else []
             opens = True
         elif kind is MappingEndEvent or kind is SequenceEndEvent:
-            stack.pop()
+            done = stack.pop()
+            if not stack:  # a document's root
+                root, done, frame, container, value = done[0], None, None, None, None
+                yield root
+                root = None
             continue
         elif kind is DocumentStartEvent or kind is DocumentEndEvent:
             continue
         elif kind is StreamEndEvent:
-            return [d for d in docs if d is not None]
+            return
         else:  # AliasEvent
             raise _NotPlain
         if not stack:
-            docs.append(value)  # a document's root
+            if not opens:
+                yield value  # a scalar document's root
         else:
             frame = stack[-1]
             container = frame[0]
@@ -191,32 +227,60 @@ def _yaml_reason(exc: yaml.YAMLError) -> str:
     return f"yaml: line {mark.line + 1}: {problem}" if mark is not None else f"yaml: {problem}"
 
 
-def parse_manifest(text: str, source: str = "<stdin>", default_namespace: str = "default") -> Manifest:
+def parse_manifest(text: str, source: str = "<stdin>", default_namespace: str = "default",
+                   keep_objects: bool = True) -> Manifest:
+    """``keep_objects``: the policies' objects as dicts in ``objects``; else as canonical JSON in
+    ``raws``, and a YAML stream is read a document at a time (each document's dicts go before
+    the next is built: a 10,000-rule policy is ~5 MiB of them)."""
     with gc_paused():
-        return _parse_manifest(text, source, default_namespace)
+        if keep_objects or not _FAST or text.lstrip()[:1] in ("{", "["):
+            return _parse_manifest(_load_documents(text, source), source, default_namespace, keep_objects)
+        try:
+            return _parse_manifest(_streamed_documents(text), source, default_namespace, keep_objects)
+        except _Restart:
+            return _parse_manifest(_load_documents(text, source), source, default_namespace, keep_objects)
 
 
-def _parse_manifest(text: str, source: str, default_namespace: str) -> Manifest:
+def _parse_manifest(docs: Iterable, source: str, default_namespace: str, keep_objects: bool) -> Manifest:
     manifest = Manifest()
-    seen = set()
-    for doc in _load_documents(text, source):
-        if isinstance(doc, dict) and doc.get("kind") == "Namespace" and doc.get("apiVersion") == "v1":
-            meta = doc.get("metadata") or {}
-            if not meta.get("name"):
-                raise InvalidPolicy('Namespace "" is invalid: metadata.name: Required value: name or '
-                                    'generateName is required')
-            manifest.namespaces[meta["name"]] = dict(meta.get("labels") or {})
-            continue
-        if isinstance(doc, dict) and doc.get("kind") == "Service" and doc.get("apiVersion") == "v1":
-            svc = service_from_object(doc, default_namespace)
-            if svc.key in manifest.services:
-                raise InvalidPolicy(f"{source}: Service {svc.key} appears twice")
-            manifest.services[svc.key] = svc
-            continue
-        policy = parse_policy(doc, default_namespace)
-        if policy.key in seen:
-            raise InvalidPolicy(f"{source}: NetworkPolicy {policy.key} appears twice")
-        seen.add(policy.key)
-        manifest.policies.append(policy)
-        manifest.objects[policy.key] = doc
+    error: Optional[InvalidPolicy] = None
+    for doc in docs:
+        if error is not None:
+            continue  # the rest of a stream is read still: a YAML error in it is the one reported
+        try:
+            _add_document(manifest, doc, source, default_namespace, keep_objects)
+        except InvalidPolicy as exc:
+            error = exc
+        doc = None
+    if error is not None:
+        raise error
     return manifest
+
+
+def _add_document(manifest: Manifest, doc, source: str, default_namespace: str, keep_objects: bool) -> None:
+    if isinstance(doc, dict) and doc.get("kind") == "Namespace" and doc.get("apiVersion") == "v1":
+        meta = doc.get("metadata") or {}
+        if not meta.get("name"):
+            raise InvalidPolicy('Namespace "" is invalid: metadata.name: Required value: name or '
+                                'generateName is required')
+        manifest.namespaces[meta["name"]] = dict(meta.get("labels") or {})
+        return
+    if isinstance(doc, dict) and doc.get("kind") == "Service" and doc.get("apiVersion") == "v1":
+        svc = service_from_object(doc, default_namespace)
+        if svc.key in manifest.services:
+            raise InvalidPolicy(f"{source}: Service {svc.key} appears twice")
+        manifest.services[svc.key] = svc
+        return
+    policy = parse_policy(doc, default_namespace)
+    if policy.key in manifest.objects or policy.key in manifest.raws:
+        raise InvalidPolicy(f"{source}: NetworkPolicy {policy.key} appears twice")
+    manifest.policies.append(policy)
+    if keep_objects:
+        manifest.objects[policy.key] = doc
+    else:
+        manifest.raws[policy.key] = canonical_json(doc)
+
+
+def canonical_json(obj) -> str:
+    """An object as the agent stores it."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))

@@ -19,10 +19,11 @@ def subnet_of(inner: IPNetwork, outer: IPNetwork) -> bool:
     if inner.version != outer.version or inner.prefixlen < outer.prefixlen:
         return False
     shift = outer.max_prefixlen - outer.prefixlen
-    return _value(inner) >> shift == _value(outer) >> shift
+    return prefix_value(inner) >> shift == prefix_value(outer) >> shift
 
 
-def _value(net) -> int:
+def prefix_value(net) -> int:
+    """The network address as an int (a HostPrefix holds it as one)."""
     return net.value if type(net) is HostPrefix else int(net.network_address)
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 

@@ -14,7 +14,7 @@ from . import validation as v
 from .decode import DecodeErrors, decode_spec
 from .errors import InvalidPolicy
 from .model import (EGRESS, INGRESS, PROTOCOLS, IPBlock, IPNetwork, LabelSelector, NetworkPolicy, Peer,
-                    PolicyPort, Requirement, Rule, compact_net, subnet_of)
+                    PolicyPort, Requirement, Rule, subnet_of)
 
 API_VERSION = "networking.k8s.io/v1"
 KIND = "NetworkPolicy"
@@ -207,10 +207,10 @@ def _rule(rule: dict, peers_key: str, table: dict) -> Rule:
 
 
 def _valid_cidr(text: str) -> IPNetwork:
-    """A CIDR that validation has already accepted, held compactly (model.HostPrefix)."""
+    """A CIDR that validation has already accepted (a model.HostPrefix)."""
     cidr = v.parse_cidr(text)
     assert cidr is not None, text
-    return compact_net(cidr)
+    return cidr
 
 
 def _peer(peer: dict, table: dict) -> Peer:

@@ -14,6 +14,8 @@ import json
 import re
 from typing import Any, Optional
 
+from .model import compact_net
+
 _NO_VALUE = object()
 
 PORT_RANGE_MSG = "must be between 1 and 65535, inclusive"
@@ -157,8 +159,10 @@ def dns_label_errors(value: str) -> list[str]:
 def parse_cidr(value: str) -> Optional[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """ParseCIDRSloppy as the (non-strict) legacy field validation uses it: host bits
     beyond the prefix are accepted and masked off; None when it is not a CIDR at all.
-    Cached (networks are immutable): validation and the model parse each cidr, and a
-    20,000-rule manifest spends most of its parse time in ipaddress."""
+    The network comes as a model.HostPrefix (what an ipaddress network is, in an eighth of
+    its memory: equal to it and hashing like it).  Cached (prefixes are immutable):
+    validation and the model parse each cidr, and a 20,000-rule manifest spends most of its
+    parse time in ipaddress; parse.shared_parts clears the cache after a manifest."""
     if "/" not in value:
         return None
     try:
@@ -167,6 +171,6 @@ def parse_cidr(value: str) -> Optional[ipaddress.IPv4Network | ipaddress.IPv6Net
         return None
     if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped is not None:
         # Go parses ::ffff:a.b.c.d/len as an IPv4 network; keep that mapping explicit.
-        return ipaddress.ip_network(f"{net.network_address.ipv4_mapped}/{max(net.prefixlen - 96, 0)}",
-                                    strict=False)
-    return net
+        net = ipaddress.ip_network(f"{net.network_address.ipv4_mapped}/{max(net.prefixlen - 96, 0)}",
+                                   strict=False)
+    return compact_net(net)

@@ -24,7 +24,7 @@ from ..model import Pod, World
 from ..parse import shared_parts
 from ..services import Service, frontends
 from . import drops as drop_views
-from .store import EndpointRecord, PolicyRecord, ServiceRecord, State, Store, canonical_json
+from .store import EndpointRecord, PolicyRecord, ServiceRecord, State, Store
 from .validate import merge_pod, validate_pod
 from .views import EndpointView, PolicyResult, PolicyView
 
@@ -181,10 +181,11 @@ class Agent:
     def _apply(self, received: float, text: str, source: str, default_namespace: str, dry_run: bool,
                prune: bool) -> list[PolicyResult]:
         with shared_parts():  # equal rule parts of all its policies: one object each
-            manifest = parse_manifest(text, source, default_namespace or "default")  # before any change
-        # The objects as stored, before taking the lock; the parsed dicts then go (fewer objects
-        # for _settle_heap's collection to walk after a big apply).
-        raws = {key: canonical_json(obj) for key, obj in manifest.objects.items()}
+            # before any change; the objects as stored (canonical JSON), each document's dicts
+            # gone before the next is read (the apply's peak memory; fewer objects for
+            # _settle_heap's collection to walk after a big apply)
+            manifest = parse_manifest(text, source, default_namespace or "default", keep_objects=False)
+        raws = manifest.raws
         policies, namespaces, services = manifest.policies, manifest.namespaces, manifest.services
         del manifest
 

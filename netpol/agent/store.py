@@ -20,6 +20,7 @@ from typing import Optional
 
 from cni import atomic
 
+from ..manifest import canonical_json
 from ..model import NamedPort, NetworkPolicy, Pod, World
 from ..parse import parse_policy, shared_parts
 from ..services import Service, service_from_dict, service_to_dict
@@ -143,10 +144,6 @@ class Store:
         namespace, name = key.split("/", 1)  # a namespace has no "_": the file name is unambiguous
         assert self.dir, "a memory-only store has no files"
         return os.path.join(self.dir, "policies", f"{namespace}_{name}.json")
-
-
-def canonical_json(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
 def _read(path: str, default):

@@ -23,13 +23,14 @@ what a change reaches:
 from __future__ import annotations
 
 import bisect
-from typing import Iterable, Mapping, Optional
+from typing import Iterable, Iterator, Mapping, Optional
 
 from ..model import PROTO_NUMBERS, IPNetwork, NetworkPolicy, Peer, Pod, PolicyPort, Rule, World, namespace_labels, \
     subnet_of
 from .entries import ANY_IDENTITY, DIR_EGRESS, DIRECTIONS, ISOLATE_BIT, Attachment, Desired, EndpointEntry, \
     IpcacheEntry, PolicyKey
-from .identities import ClassKey, IdentityAllocator, PrefixSet, SubjectKey, last_address, net_key, pod_key_of
+from .identities import ClassKey, IdentityAllocator, PrefixSet, SubjectKey, last_address, net_key, \
+    pod_key_of, prefix_value
 from .ipcache import host_net, host_prefix, policy_prefixes
 from .merge import EntrySet
 from .ports import range_prefixes
@@ -100,9 +101,9 @@ class _Peer:
     def __init__(self, key: tuple):
         self.key = key                   # (namespace, peer): the rules hold this one tuple
         self.namespace, self.peer = key
-        # small sets (see _add): most peers match one identity and serve one or two rules
-        self.matches: tuple[int, ...] | set[int] = ()   # identities
-        self.rules: tuple[RuleRef, ...] | set[RuleRef] = ()
+        # small sets of ints (see _add): most peers match one identity and serve one or two rules
+        self.matches: int | tuple[int, ...] | set[int] = ()   # identities
+        self.rules: int | tuple[RuleRef, ...] | set[RuleRef] = ()
 
 
 class _Policy:
@@ -110,9 +111,15 @@ class _Policy:
 
     def __init__(self, policy: NetworkPolicy, cookie: int, serial: int):
         self.policy, self.cookie, self.serial = policy, cookie, serial  # serial: never reused by a compiler
-        # rule_ref(serial, direction, index) -> the rule's peer keys
-        self.rules: dict[RuleRef, tuple[tuple, ...]] = {}
+        # by direction, by index: the rule's peer keys (one: the key itself, see _peer_keys)
+        self.rules: tuple[list, list] = ([], [])
         self.prefixes = policy_prefixes(policy)
+
+    def items(self) -> Iterator[tuple[RuleRef, tuple]]:
+        """(rule_ref, peer keys as held) of every rule."""
+        for direction, held in enumerate(self.rules):
+            for index, peers in enumerate(held):
+                yield rule_ref(self.serial, direction, index), peers
 
 
 class Compiler:
@@ -132,7 +139,7 @@ class Compiler:
         self._by_serial: dict[int, _Policy] = {}
         self._serials = 0
         self._by_ns: dict[str, set[str]] = {}                  # namespace -> policy keys
-        self._pods: dict[str, tuple[Pod, Optional[Attachment]]] = {}
+        self._pods: dict[str, Pod | tuple[Pod, Attachment]] = {}  # see _pod (a remote pod: itself)
         self._addrs: dict[IPNetwork, tuple[str, ClassKey, int]] = {}  # pod address -> (pod, class, ep_id)
         self._sorted_addrs: dict[int, list[int]] = {4: [], 6: []}
         self._classes: dict[ClassKey, _Class] = {}
@@ -141,7 +148,7 @@ class Compiler:
         self._classes_by_region: dict[IPNetwork, set[ClassKey]] = {}
         self._subjects: dict[SubjectKey, _Subject] = {}
         self._local: dict[str, tuple[SubjectKey, Attachment]] = {}   # local pod -> its subject, attachment
-        self._owned: dict[str, tuple[IPNetwork, ...]] = {}           # pod -> its addresses
+        self._owned: dict[str, IPNetwork | tuple[IPNetwork, ...]] = {}  # pod -> its addresses (one: itself)
         self._subjects_by_policy: dict[str, set[SubjectKey]] = {}
         self._idle: dict[SubjectKey, None] = {}  # subjects without endpoints, oldest first
         self._idle_limit = idle_subjects
@@ -150,7 +157,7 @@ class Compiler:
         self._peers: dict[tuple, _Peer] = {}
         self._selector_peers: dict[tuple, _Peer] = {}  # the peers a new class is matched against
         # ipBlock cidr -> its peer key, or a set of them if several (one each is the common case)
-        self._blocks: dict[tuple[int, int, int], tuple | set[tuple]] = {}
+        self._blocks: dict[IPNetwork, tuple | set[tuple]] = {}
         self._block_lens: dict[int, dict[int, int]] = {4: {}, 6: {}}  # version -> cidr length -> blocks
         self._entries = EntrySet(lambda source: self._by_serial[source >> (SUBJECT_BITS + INDEX_BITS + 1)].cookie)
         self._ipcache: dict[IPNetwork, IpcacheEntry] = {}
@@ -199,14 +206,14 @@ class Compiler:
         for ref in self._dirty:  # rules whose peers' match sets moved
             serial, direction, index = ref_parts(ref)
             dirty = self._by_serial.get(serial)
-            peers = dirty.rules.get(ref) if dirty is not None else None
-            if dirty is None or peers is None:
+            if dirty is None:
                 continue
+            peers = dirty.rules[direction][index]
             rule = dirty.policy.rules(DIRECTION_NAMES[direction])[index]
             for skey in self._subjects_by_policy.get(dirty.policy.key, ()):
                 self._contribute(dirty, ref, rule, peers, self._subjects[skey])
         if reselect:
-            touched |= {k for k in self._local if self._pods[k][0].namespace in reselect}
+            touched |= {k for k in self._local if self._pod(k)[0].namespace in reselect}
         for key in touched:
             self._place_subject(key)
         for skey in [k for k in self._idle if any(p not in self._policies for ps in k.policies for p in ps)]:
@@ -221,10 +228,10 @@ class Compiler:
         self._by_ns[rec.policy.namespace].discard(key)
         for skey in self._subjects_by_policy.get(key, ()):
             subject = self._subjects[skey].id
-            for ref in rec.rules:
+            for ref, _ in rec.items():
                 self._entries.remove(source_of(ref, subject))
-        for ref, peers in rec.rules.items():
-            for pk in peers:
+        for ref, held in rec.items():
+            for pk in _peer_keys(held):
                 self._unuse_peer(pk, ref)
         gone = []
         for net in rec.prefixes:
@@ -245,13 +252,13 @@ class Compiler:
                 if not rule.peers and direction == DIR_EGRESS and any(
                         p.port is not None and isinstance(p.port, str) for p in rule.ports):
                     peers = (self._use_peer("", None, ref),)
-                rec.rules[ref] = peers
+                rec.rules[direction].append(peers[0] if len(peers) == 1 else peers)  # one peer key: itself
         for skey in self._subjects_by_policy.get(policy.key, ()):  # a changed policy: same subjects
             self._select(rec, self._subjects[skey])
 
     def _select(self, rec: _Policy, subj: _Subject) -> None:
         policy = rec.policy
-        for ref, peers in rec.rules.items():
+        for ref, peers in rec.items():
             _, direction, index = ref_parts(ref)
             self._contribute(rec, ref, policy.rules(DIRECTION_NAMES[direction])[index], peers, subj)
 
@@ -261,12 +268,13 @@ class Compiler:
             return  # the policy selects the subject, but not for this direction
         self._entries.set(source_of(ref, subj.id), self._rule_keys(subj, direction, rule, peers), rec.cookie)
 
-    def _rule_keys(self, subj: _Subject, direction: int, rule: Rule, peers: tuple[tuple, ...]) -> tuple[PolicyKey, ...]:
+    def _rule_keys(self, subj: _Subject, direction: int, rule: Rule, held: tuple) -> tuple[PolicyKey, ...]:
+        peers = _peer_keys(held)
         out: list[PolicyKey] = []
         matched: Optional[set[int]] = None
         for port in rule.ports or (None,):
             if matched is None and peers:
-                matched = set().union(*(self._peers[pk].matches for pk in peers))
+                matched = set().union(*(_members(self._peers[pk].matches) for pk in peers))
             if port is not None and isinstance(port.port, str) and direction == DIR_EGRESS:
                 # Egress named ports resolve on the destination: a pod class knows its ports.
                 for ident in matched or ():
@@ -319,7 +327,7 @@ class Compiler:
             return
         del self._peers[pk]
         self._selector_peers.pop(pk, None)
-        for ident in state.matches:
+        for ident in _members(state.matches):
             cls = self._class_by_id.get(ident)
             if cls is not None:
                 cls.peers.discard(pk)
@@ -355,17 +363,17 @@ class Compiler:
     def _join(self, pk: tuple, state: _Peer, cls: _Class) -> None:
         state.matches = _add(state.matches, cls.id)
         cls.peers.add(pk)
-        self._dirty.update(state.rules)
+        self._dirty.update(_members(state.rules))
 
     def _leave(self, pk: tuple, state: _Peer, cls: _Class) -> None:
         state.matches = _discard(state.matches, cls.id)
         cls.peers.discard(pk)
-        self._dirty.update(state.rules)
+        self._dirty.update(_members(state.rules))
 
     def _blocks_containing(self, net: IPNetwork) -> Iterable[tuple]:
-        value, top = int(net.network_address), net.max_prefixlen
+        value, top = prefix_value(net), net.max_prefixlen
         for plen in [p for p in self._block_lens[net.version] if p <= net.prefixlen]:  # lengths in use only
-            holders = self._blocks.get((net.version, plen, value >> (top - plen) << (top - plen)), ())
+            holders = self._blocks.get(host_net(net.version, value >> (top - plen) << (top - plen), plen), ())
             for pk in (holders,) if type(holders) is tuple and holders else holders:
                 if _in_block(pk[1].ip_block, net):
                     yield pk
@@ -382,7 +390,7 @@ class Compiler:
             for pk in list(self._blocks_containing(net)):
                 state = self._peers[pk]
                 state.matches = _discard(state.matches, ident)
-                self._dirty.update(state.rules)
+                self._dirty.update(_members(state.rules))
             self._prefixes.remove(net)
             self.identities.release(net)
             moved |= self._pods_inside(net)
@@ -395,7 +403,7 @@ class Compiler:
             for pk in self._blocks_containing(net):
                 state = self._peers[pk]
                 state.matches = _add(state.matches, ident)
-                self._dirty.update(state.rules)
+                self._dirty.update(_members(state.rules))
             moved |= self._pods_inside(net)
             self._settle_ip(net)
         return moved
@@ -419,7 +427,7 @@ class Compiler:
             changed = {pod.key: pod for pod in pods}
             changed.update({k: None for k in self._pods if k not in changed})
         for key, pod in changed.items():
-            old = self._pods.get(key)
+            old = self._pod(key)
             if pod is None:
                 if old is not None:
                     touched.add(key)
@@ -428,7 +436,7 @@ class Compiler:
             att = attachments.get(key)
             if old is None or (old[0] is not pod and old[0] != pod) or old[1] != att:
                 touched.add(key)
-                self._pods[key] = (pod, att)
+                self._pods[key] = pod if att is None else (pod, att)
         empty: set[ClassKey] = set()
         for key in touched:
             self._place(key, empty)
@@ -440,7 +448,7 @@ class Compiler:
 
     def _place(self, pod_key: str, empty: set[ClassKey]) -> None:
         """Make a pod's addresses (or their absence) what its current record says."""
-        entry = self._pods.get(pod_key)
+        entry = self._pod(pod_key)
         wanted: dict[IPNetwork, tuple[ClassKey, int]] = {}
         if entry is not None:
             pod, att = entry
@@ -448,7 +456,8 @@ class Compiler:
             for ip in pod.ips:
                 net = host_prefix(ip)
                 wanted[net] = (ClassKey(subject, self._prefixes.longest(net)), att.ep_id if att else 0)
-        old = {net: self._addrs[net][1:] for net in self._owned.get(pod_key, ())}
+        owned = self._owned.get(pod_key, ())
+        old = {net: self._addrs[net][1:] for net in (owned if type(owned) is tuple else (owned,))}
         for net, (ckey, ep_id) in wanted.items():
             if old.get(net) == (ckey, ep_id):
                 continue
@@ -470,9 +479,14 @@ class Compiler:
                 self._settle_ip(net)
         if wanted:
             if wanted.keys() != old.keys():
-                self._owned[pod_key] = tuple(wanted)
+                self._owned[pod_key] = next(iter(wanted)) if len(wanted) == 1 else tuple(wanted)
         else:
             self._owned.pop(pod_key, None)
+
+    def _pod(self, key: str) -> Optional[tuple[Pod, Optional[Attachment]]]:
+        """A known pod and its attachment (None for a pod not on this node)."""
+        entry = self._pods.get(key)
+        return entry if entry is None or type(entry) is tuple else (entry, None)
 
     def _release_addr(self, net: IPNetwork, empty: set[ClassKey]) -> None:
         ckey = self._addrs[net][1]
@@ -531,7 +545,7 @@ class Compiler:
         return SubjectKey(pod.namespace, pod_key_of(pod).ports, (frozenset(chosen[0]), frozenset(chosen[1])))
 
     def _place_subject(self, pod_key: str) -> None:
-        entry = self._pods.get(pod_key)
+        entry = self._pod(pod_key)
         want = self._subject_key(entry[0]) if entry is not None and entry[1] is not None else None
         have = self._local.get(pod_key)
         if have is not None and (want is None or have[0] != want):
@@ -558,7 +572,7 @@ class Compiler:
     def _drop_subject(self, subj: _Subject) -> None:
         for pkey in subj.key.policies[0] | subj.key.policies[1]:
             rec = self._policies.get(pkey)
-            for ref in rec.rules if rec is not None else ():
+            for ref, _ in rec.items() if rec is not None else ():
                 self._entries.remove(source_of(ref, subj.id))
             holders = self._subjects_by_policy[pkey]
             holders.discard(subj.key)
@@ -605,24 +619,44 @@ class Compiler:
         return {"identity": idents, "subject": {s.id: s.key for s in self._subjects.values()}}
 
 
+def _peer_keys(held: tuple) -> tuple[tuple, ...]:
+    """A rule's peer keys as _Policy.rules holds them: a tuple of them, or one peer key itself
+    (a (namespace, peer) pair, whose first item is a string)."""
+    return (held,) if held and type(held[0]) is str else held
+
+
 SMALL_SET = 8  # up to this many members a set is kept as a tuple (a set is 216 bytes even with one)
 
 
-def _add(members: tuple | set, value) -> tuple | set:
-    """``members`` with ``value``: a tuple while small, then a set (the caller stores the result)."""
+def _members(members: int | tuple | set) -> tuple | set:
+    """A small set of ints as _add keeps it: one member as itself, a few as a tuple, then a set."""
+    return (members,) if type(members) is int else members
+
+
+def _add(members: int | tuple | set, value: int) -> int | tuple | set:
+    """``members`` with ``value`` (the caller stores the result)."""
+    if type(members) is int:
+        return members if members == value else (members, value)
     if isinstance(members, set):
         members.add(value)
         return members
     if value in members:
         return members
+    if not members:
+        return value
     return members + (value,) if len(members) < SMALL_SET else {*members, value}
 
 
-def _discard(members: tuple | set, value) -> tuple | set:
+def _discard(members: int | tuple | set, value: int) -> int | tuple | set:
+    if type(members) is int:
+        return () if members == value else members
     if isinstance(members, set):
         members.discard(value)
         return members
-    return tuple(m for m in members if m != value) if value in members else members
+    if value not in members:
+        return members
+    rest = tuple(m for m in members if m != value)
+    return rest[0] if len(rest) == 1 else rest
 
 
 def _in_block(block, net: IPNetwork) -> bool:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import bisect
 from typing import Hashable, Iterable, NamedTuple, Optional, cast
 
-from ..model import HostPrefix, IPNetwork, NamedPort, Pod
+from ..model import HostPrefix, IPNetwork, NamedPort, Pod, compact_net, prefix_value
 from .entries import FIRST_IDENTITY
 
 
@@ -109,39 +109,44 @@ class IdentityAllocator:
 
 
 class PrefixSet:
-    """The policy prefixes: longest match for an address, and 'which lie inside this cidr'."""
+    """The policy prefixes: longest match for an address, and 'which lie inside this cidr'.
+    Held as one sorted list of ints per IP version (network << 8 | length: the order of
+    (network, length)), and the lengths in use; the prefixes are made again when asked for."""
 
     def __init__(self) -> None:
-        self._by_len: dict[int, dict[int, set[int]]] = {4: {}, 6: {}}  # version -> plen -> network ints
-        self._sorted: dict[int, list[tuple[int, int, IPNetwork]]] = {4: [], 6: []}
+        self._lens: dict[int, dict[int, int]] = {4: {}, 6: {}}  # version -> plen -> how many
+        self._sorted: dict[int, list[int]] = {4: [], 6: []}
 
     def add(self, net: IPNetwork) -> None:
-        self._by_len[net.version].setdefault(net.prefixlen, set()).add(int(net.network_address))
-        bisect.insort(self._sorted[net.version], (int(net.network_address), net.prefixlen, net))
+        lens = self._lens[net.version]
+        lens[net.prefixlen] = lens.get(net.prefixlen, 0) + 1
+        bisect.insort(self._sorted[net.version], prefix_value(net) << 8 | net.prefixlen)
 
     def remove(self, net: IPNetwork) -> None:
-        nets = self._by_len[net.version][net.prefixlen]
-        nets.discard(int(net.network_address))
-        if not nets:
-            del self._by_len[net.version][net.prefixlen]
+        lens = self._lens[net.version]
+        lens[net.prefixlen] -= 1
+        if not lens[net.prefixlen]:
+            del lens[net.prefixlen]
         rows = self._sorted[net.version]
-        del rows[bisect.bisect_left(rows, (int(net.network_address), net.prefixlen, net))]
+        del rows[bisect.bisect_left(rows, prefix_value(net) << 8 | net.prefixlen)]
 
     def longest(self, net: IPNetwork) -> Optional[IPNetwork]:
         """The longest prefix containing ``net`` (itself included)."""
-        value, top = int(net.network_address), net.max_prefixlen
-        for plen in sorted((p for p in self._by_len[net.version] if p <= net.prefixlen), reverse=True):
+        value, top, rows = prefix_value(net), net.max_prefixlen, self._sorted[net.version]
+        for plen in sorted((p for p in self._lens[net.version] if p <= net.prefixlen), reverse=True):
             base = value >> (top - plen) << (top - plen)
-            if base in self._by_len[net.version][plen]:
+            row = base << 8 | plen
+            i = bisect.bisect_left(rows, row)
+            if i < len(rows) and rows[i] == row:
                 return _network(net.version, base, plen)
         return None
 
     def inside(self, cidr: IPNetwork) -> list[IPNetwork]:
         """Prefixes lying inside ``cidr`` (itself included)."""
         rows = self._sorted[cidr.version]
-        lo = bisect.bisect_left(rows, (int(cidr.network_address), -1))
-        hi = bisect.bisect_right(rows, (last_address(cidr), 129))
-        return [net for _, plen, net in rows[lo:hi] if plen >= cidr.prefixlen]
+        lo = bisect.bisect_left(rows, prefix_value(cidr) << 8)
+        hi = bisect.bisect_right(rows, last_address(cidr) << 8 | 255)
+        return [_network(cidr.version, row >> 8, row & 255) for row in rows[lo:hi] if row & 255 >= cidr.prefixlen]
 
 
 def last_address(net: IPNetwork) -> int:
@@ -149,8 +154,9 @@ def last_address(net: IPNetwork) -> int:
     return int(net.network_address) | ((1 << (net.max_prefixlen - net.prefixlen)) - 1)
 
 
-def net_key(net: IPNetwork) -> tuple[int, int, int]:
-    return net.version, net.prefixlen, int(net.network_address)
+def net_key(net: IPNetwork) -> IPNetwork:
+    """A dict key for a prefix, held compactly (an ipBlock's own cidr object if it is one)."""
+    return compact_net(net)
 
 
 def _network(version: int, value: int, plen: int) -> IPNetwork:

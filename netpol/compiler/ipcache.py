@@ -3,7 +3,7 @@ ipBlock prefix, cidr and excepts (its CIDR identity); compile.py keeps it by dif
 from __future__ import annotations
 
 import ipaddress
-from typing import cast
+from typing import Optional, cast
 
 from ..model import HostPrefix, IPNetwork, NetworkPolicy, compact_net  # noqa: F401 (HostPrefix: re-exported)
 
@@ -14,10 +14,10 @@ def host_prefix(ip) -> IPNetwork:
     return host_net(addr.version, int(addr))
 
 
-def host_net(version: int, value: int) -> IPNetwork:
-    # typed as the ipaddress network it stands in for (it has every attribute the compiler
-    # and the datapath read of one)
-    return cast(IPNetwork, HostPrefix(version, value))
+def host_net(version: int, value: int, prefixlen: Optional[int] = None) -> IPNetwork:
+    """The prefix (a /32 or /128 by default) as a HostPrefix, typed as the ipaddress network it
+    stands in for (it has every attribute the compiler and the datapath read of one)."""
+    return cast(IPNetwork, HostPrefix(version, value, prefixlen))
 
 
 def policy_prefixes(policy: NetworkPolicy) -> tuple[IPNetwork, ...]:
