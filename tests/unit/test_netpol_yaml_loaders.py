@@ -193,3 +193,41 @@ def test_gc_paused_nests_and_restores(enabled):
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def manifest_outcome(text: str, keep_objects: bool):
+    try:
+        m = M.parse_manifest(text, keep_objects=keep_objects)
+    except InvalidPolicy as exc:
+        return "error", str(exc)
+    raws = {k: M.canonical_json(o) for k, o in m.objects.items()} if keep_objects else m.raws
+    return "ok", m.policies, raws, m.namespaces, m.services
+
+
+INVALID = POLICY.format(name="bad").replace("port: 80}", "port: 0}")
+NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a, labels: {x: y}}\n"
+STREAMS = {
+    **{f"plain: {k}": v for k, v in PLAIN.items() if k in ("one policy", "multi-document", "empty documents",
+                                                          "nothing at all", "null documents", "List kind",
+                                                          "NetworkPolicyList")},
+    "namespace and policies": "---\n" + NAMESPACE + "---\n" + POLICY.format(name="a") + "---\n"
+                              + POLICY.format(name="b"),
+    "an invalid policy, then valid YAML": "---\n" + INVALID + "---\n" + POLICY.format(name="b"),
+    "an invalid policy, then a YAML error": "---\n" + INVALID + "---\na: [1, 2\n",
+    "a valid policy, then a YAML error": "---\n" + POLICY.format(name="a") + "---\na: *nope\n",
+    "a policy twice": "---\n" + POLICY.format(name="a") + "---\n" + POLICY.format(name="a"),
+    "an invalid policy, then anchors": "---\n" + INVALID + "---\nbase: &b {app: web}\nsel: *b\n",
+    "a policy, then one with anchors": "---\n" + POLICY.format(name="a") + "---\n"
+                                       + POLICY.format(name="b").replace("{app: web}", "&s {app: web}"),
+    "a scalar document": "--- just text\n---\n" + POLICY.format(name="a"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STREAMS))
+def test_manifest_read_a_document_at_a_time_same_outcome(name):
+    """The agent's apply reads YAML a document at a time (keep_objects=False): the same policies,
+    the same stored JSON, and the same error (a YAML error later in the stream still wins over an
+    invalid policy before it, as when the whole stream is loaded first)."""
+    text = STREAMS[name]
+    assert manifest_outcome(text, keep_objects=False) == manifest_outcome(text, keep_objects=True)
+
