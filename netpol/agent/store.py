@@ -33,6 +33,7 @@ class PolicyRecord:
 
     __slots__ = ("policy", "_packed", "source", "cookie")
     policy: NetworkPolicy
+    _packed: bytes
     source: str
     cookie: int
 

@@ -23,7 +23,7 @@ what a change reaches:
 from __future__ import annotations
 
 import bisect
-from typing import Iterable, Iterator, Mapping, Optional
+from typing import Iterable, Iterator, Mapping, Optional, cast
 
 from ..model import PROTO_NUMBERS, IPNetwork, NetworkPolicy, Peer, Pod, PolicyPort, Rule, World, namespace_labels, \
     subnet_of
@@ -159,7 +159,8 @@ class Compiler:
         # ipBlock cidr -> its peer key, or a set of them if several (one each is the common case)
         self._blocks: dict[IPNetwork, tuple | set[tuple]] = {}
         self._block_lens: dict[int, dict[int, int]] = {4: {}, 6: {}}  # version -> cidr length -> blocks
-        self._entries = EntrySet(lambda source: self._by_serial[source >> (SUBJECT_BITS + INDEX_BITS + 1)].cookie)
+        serial_shift = SUBJECT_BITS + INDEX_BITS + 1
+        self._entries = EntrySet(lambda source: self._by_serial[cast(int, source) >> serial_shift].cookie)
         self._ipcache: dict[IPNetwork, IpcacheEntry] = {}
         self._ipcache_changes: set[IPNetwork] = set()
         self._dirty: set[RuleRef] = set()
@@ -213,7 +214,7 @@ class Compiler:
             for skey in self._subjects_by_policy.get(dirty.policy.key, ()):
                 self._contribute(dirty, ref, rule, peers, self._subjects[skey])
         if reselect:
-            touched |= {k for k in self._local if self._pod(k)[0].namespace in reselect}
+            touched |= {k for k in self._local if cast(tuple, self._pod(k))[0].namespace in reselect}
         for key in touched:
             self._place_subject(key)
         for skey in [k for k in self._idle if any(p not in self._policies for ps in k.policies for p in ps)]:
@@ -457,7 +458,9 @@ class Compiler:
                 net = host_prefix(ip)
                 wanted[net] = (ClassKey(subject, self._prefixes.longest(net)), att.ep_id if att else 0)
         owned = self._owned.get(pod_key, ())
-        old = {net: self._addrs[net][1:] for net in (owned if type(owned) is tuple else (owned,))}
+        # a pod's one address is held bare (HostPrefix is no tuple: exact type, not isinstance)
+        nets = cast(tuple, owned) if type(owned) is tuple else (owned,)
+        old: dict = {net: self._addrs[net][1:] for net in nets}
         for net, (ckey, ep_id) in wanted.items():
             if old.get(net) == (ckey, ep_id):
                 continue
@@ -486,7 +489,8 @@ class Compiler:
     def _pod(self, key: str) -> Optional[tuple[Pod, Optional[Attachment]]]:
         """A known pod and its attachment (None for a pod not on this node)."""
         entry = self._pods.get(key)
-        return entry if entry is None or type(entry) is tuple else (entry, None)
+        return cast(Optional[tuple[Pod, Optional[Attachment]]],
+                    entry if entry is None or type(entry) is tuple else (entry, None))
 
     def _release_addr(self, net: IPNetwork, empty: set[ClassKey]) -> None:
         ckey = self._addrs[net][1]
@@ -630,12 +634,12 @@ SMALL_SET = 8  # up to this many members a set is kept as a tuple (a set is 216 
 
 def _members(members: int | tuple | set) -> tuple | set:
     """A small set of ints as _add keeps it: one member as itself, a few as a tuple, then a set."""
-    return (members,) if type(members) is int else members
+    return (members,) if isinstance(members, int) else members
 
 
 def _add(members: int | tuple | set, value: int) -> int | tuple | set:
     """``members`` with ``value`` (the caller stores the result)."""
-    if type(members) is int:
+    if isinstance(members, int):
         return members if members == value else (members, value)
     if isinstance(members, set):
         members.add(value)
@@ -648,7 +652,7 @@ def _add(members: int | tuple | set, value: int) -> int | tuple | set:
 
 
 def _discard(members: int | tuple | set, value: int) -> int | tuple | set:
-    if type(members) is int:
+    if isinstance(members, int):
         return () if members == value else members
     if isinstance(members, set):
         members.discard(value)
