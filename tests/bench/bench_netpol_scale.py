@@ -211,6 +211,13 @@ def rss(pods: int, rules: int, runs: int = 3) -> dict:
 
 
 def main() -> int:
+    # The agents here compile into a private cache (inherited by the --rss-child processes), not the node's.
+    if "PODWIRE_NETPOL_BPF_CACHE" not in os.environ:
+        import atexit
+        import shutil
+        import tempfile
+        os.environ["PODWIRE_NETPOL_BPF_CACHE"] = tempfile.mkdtemp(prefix="pw-scale-bpf-")
+        atexit.register(shutil.rmtree, os.environ["PODWIRE_NETPOL_BPF_CACHE"], True)
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--changes", type=int, default=100)
