@@ -34,6 +34,7 @@ from cnitest import REFERENCE_PLUGIN_DIR, Daemon, run_plugin, unique  # noqa: E4
 
 from cni.daemon import wire  # noqa: E402
 from cni.daemon.handler import HEALTH  # noqa: E402
+from cni.demo import release_run_netns, run_netns_mounted  # noqa: E402
 from cni.install import write_wrappers  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
@@ -163,6 +164,7 @@ def main() -> None:
                 Variant("podwire standalone", "podwire", "podwire-ipam", "10.251.2.0/24", work, ""),
                 Variant(REFERENCE, "bridge", "host-local", "10.251.3.0/24", work, None)]
     names = [unique("pwbench-", 20) for _ in range(max(opts.burst, 1))]
+    netns_was_mounted = run_netns_mounted()
     try:
         for name in names:
             subprocess.run(["ip", "netns", "add", name], check=True)
@@ -174,6 +176,7 @@ def main() -> None:
         daemon.stop()
         for name in names:
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        release_run_netns(netns_was_mounted)  # `ip netns add` left /run/netns a mount of itself
         for v in variants:
             subprocess.run(["ip", "link", "del", v.bridge], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
