@@ -145,11 +145,15 @@ def read(path: str, key: str) -> Objects | None:
 def write(path: str, obj: Objects) -> None:
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(obj.to_json())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(obj.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)  # a full disk leaves no half object behind (a kill -9 leaves one for prune)
+        raise
     prune(os.path.dirname(path), keep=path)
 
 

@@ -85,3 +85,12 @@ def test_write_is_atomic_and_prunes_to_the_newest(tmp_path):
     names = sorted(os.listdir(cache))
     assert names == ["new.json", "old3.json", "old4.json", "old5.json"]
     assert objects.read(str(cache / "new.json"), "new") == _sample("new")
+
+
+def test_a_failed_write_leaves_no_partial_object(tmp_path, monkeypatch):
+    def refuse(src, dst):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(objects.os, "replace", refuse)
+    with pytest.raises(OSError):
+        objects.write(str(tmp_path / "k1.json"), _sample())
+    assert os.listdir(tmp_path) == []
